@@ -1,0 +1,414 @@
+// Package config turns the key/value properties of a Fluent Bit input
+// stanza into a validated Config. Parsing is strict: a value that does not
+// parse, or settings that contradict each other, are errors naming the key,
+// the value and what is allowed, never a silent fallback to a default.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Getter reads one property; a missing key reads as "".
+type Getter interface {
+	Get(key string) string
+}
+
+// MapGetter is a Getter over a map with case-insensitive keys, for tests and
+// tools.
+type MapGetter map[string]string
+
+// Get implements Getter.
+func (m MapGetter) Get(key string) string {
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return ""
+}
+
+// Sources the plugin can collect.
+const SourceSignIns = "signins"
+
+// Defaults, exported so that docs and tests name one value.
+const (
+	DefaultAuthorityHost = "https://login.microsoftonline.com"
+	DefaultGraphHost     = "https://graph.microsoft.com"
+	DefaultPollInterval  = 60 * time.Second
+	DefaultLookback      = 30 * time.Minute
+	DefaultMaxLookback   = 24 * time.Hour
+	DefaultDriftWarning  = 45 * time.Minute
+	DefaultPageSize      = 1000
+	DefaultHTTPTimeout   = 30 * time.Second
+	MaxInitialLookback   = 30 * 24 * time.Hour
+)
+
+// DefaultReconcile is the default list of reconcile delays.
+var DefaultReconcile = []time.Duration{2 * time.Hour, 6 * time.Hour, 24 * time.Hour}
+
+// Config is the validated configuration of one input instance.
+type Config struct {
+	TenantID         string
+	ClientID         string
+	ClientSecret     string // empty when ClientSecretFile is set
+	ClientSecretFile string
+	AuthorityHost    string // scheme://host[:port], no trailing slash
+	GraphHost        string // scheme://host[:port], no trailing slash
+	Source           string
+	PollInterval     time.Duration
+	Lookback         time.Duration
+	MaxLookback      time.Duration
+	Reconcile        []time.Duration // ascending; empty when off
+	DriftWarning     time.Duration
+	InitialLookback  time.Duration
+	PageSize         int
+	DB               string
+	HTTPTimeout      time.Duration
+	HealthRecords    bool
+}
+
+// Keys lists every key the plugin understands, in documentation order.
+var Keys = []string{
+	"tenant_id", "client_id", "client_secret", "client_secret_file",
+	"authority_host", "graph_host", "source", "poll_interval", "lookback",
+	"max_lookback", "reconcile", "drift_warning", "initial_lookback",
+	"page_size", "db", "http_timeout", "health_records",
+}
+
+// Error is a configuration error about one key.
+type Error struct {
+	Key     string
+	Value   string
+	Allowed string
+}
+
+func (e *Error) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("config: %s is not set: %s", e.Key, e.Allowed)
+	}
+	return fmt.Sprintf("config: %s = %q is invalid: %s", e.Key, e.Value, e.Allowed)
+}
+
+// Parse reads and validates every key.
+func Parse(g Getter) (Config, error) {
+	p := parser{g: g}
+	c := Config{
+		TenantID:         p.str("tenant_id"),
+		ClientID:         p.str("client_id"),
+		ClientSecret:     g.Get("client_secret"),
+		ClientSecretFile: p.str("client_secret_file"),
+		AuthorityHost:    p.host("authority_host", DefaultAuthorityHost),
+		GraphHost:        p.host("graph_host", DefaultGraphHost),
+		Source:           strings.ToLower(p.str("source")),
+		PollInterval:     p.duration("poll_interval", DefaultPollInterval),
+		Lookback:         p.duration("lookback", DefaultLookback),
+		MaxLookback:      p.duration("max_lookback", DefaultMaxLookback),
+		Reconcile:        p.reconcile("reconcile"),
+		DriftWarning:     p.duration("drift_warning", DefaultDriftWarning),
+		PageSize:         p.integer("page_size", DefaultPageSize, 1, 1000),
+		DB:               p.str("db"),
+		HTTPTimeout:      p.duration("http_timeout", DefaultHTTPTimeout),
+		HealthRecords:    p.boolean("health_records", true),
+	}
+	c.InitialLookback = p.duration("initial_lookback", c.Lookback)
+	if p.err != nil {
+		return Config{}, p.err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the rules that involve more than one key.
+func (c *Config) Validate() error {
+	switch {
+	case c.TenantID == "":
+		return &Error{Key: "tenant_id", Allowed: "set it to the directory (tenant) id GUID or a verified domain of the tenant"}
+	case strings.ContainsAny(c.TenantID, "/?#% "):
+		return &Error{Key: "tenant_id", Value: c.TenantID, Allowed: "a tenant GUID or a domain name such as contoso.onmicrosoft.com"}
+	case c.ClientID == "":
+		return &Error{Key: "client_id", Allowed: "set it to the application (client) id of the app registration"}
+	case c.ClientSecret != "" && c.ClientSecretFile != "":
+		return &Error{Key: "client_secret", Value: "(redacted)", Allowed: "set either client_secret or client_secret_file, not both"}
+	case c.ClientSecret == "" && c.ClientSecretFile == "":
+		return &Error{Key: "client_secret", Allowed: "set client_secret, or client_secret_file to a file holding the secret"}
+	}
+	if c.ClientSecretFile != "" {
+		if _, err := ReadSecretFile(c.ClientSecretFile); err != nil {
+			return &Error{Key: "client_secret_file", Value: c.ClientSecretFile, Allowed: err.Error()}
+		}
+	}
+	if c.Source == "" {
+		c.Source = SourceSignIns
+	}
+	if c.Source != SourceSignIns {
+		return &Error{Key: "source", Value: c.Source, Allowed: "one of: " + SourceSignIns}
+	}
+	if c.PollInterval < time.Second {
+		return &Error{Key: "poll_interval", Value: FormatDuration(c.PollInterval), Allowed: "at least 1s (Fluent Bit calls the plugin once a second)"}
+	}
+	if c.Lookback <= c.PollInterval {
+		return &Error{Key: "lookback", Value: FormatDuration(c.Lookback), Allowed: "must be longer than poll_interval (" + FormatDuration(c.PollInterval) + ")"}
+	}
+	if c.MaxLookback < c.Lookback {
+		return &Error{Key: "max_lookback", Value: FormatDuration(c.MaxLookback), Allowed: "must be at least lookback (" + FormatDuration(c.Lookback) + ")"}
+	}
+	for i, d := range c.Reconcile {
+		if d <= c.Lookback {
+			return &Error{Key: "reconcile", Value: FormatDurations(c.Reconcile), Allowed: "each delay must be longer than lookback (" + FormatDuration(c.Lookback) + "); use off to disable"}
+		}
+		if i > 0 && d <= c.Reconcile[i-1] {
+			return &Error{Key: "reconcile", Value: FormatDurations(c.Reconcile), Allowed: "delays must be listed in increasing order, e.g. 2h,6h,24h"}
+		}
+		if d > MaxInitialLookback {
+			return &Error{Key: "reconcile", Value: FormatDurations(c.Reconcile), Allowed: "each delay must be at most 30d (Graph keeps sign-ins 30 days at most)"}
+		}
+	}
+	if c.DriftWarning <= 0 {
+		return &Error{Key: "drift_warning", Value: FormatDuration(c.DriftWarning), Allowed: "a positive duration such as 45m"}
+	}
+	if c.InitialLookback <= 0 || c.InitialLookback > MaxInitialLookback {
+		return &Error{Key: "initial_lookback", Value: FormatDuration(c.InitialLookback), Allowed: "a duration above 0 and at most 30d (Graph's retention)"}
+	}
+	if c.HTTPTimeout < time.Second || c.HTTPTimeout > 10*time.Minute {
+		return &Error{Key: "http_timeout", Value: FormatDuration(c.HTTPTimeout), Allowed: "between 1s and 10m"}
+	}
+	return nil
+}
+
+// Horizon is how far back any query of this configuration can reach once
+// the plugin runs: the largest reconcile delay, or max_lookback without
+// reconcile.
+func (c *Config) Horizon() time.Duration {
+	h := c.MaxLookback
+	if n := len(c.Reconcile); n > 0 && c.Reconcile[n-1] > h {
+		h = c.Reconcile[n-1]
+	}
+	return h
+}
+
+// Redacted lists the effective configuration as key=value pairs for the start
+// log line, with the secret replaced.
+func (c *Config) Redacted() string {
+	secret := "(none)"
+	if c.ClientSecret != "" {
+		secret = "(redacted)"
+	}
+	db := c.DB
+	if db == "" {
+		db = "(memory only)"
+	}
+	rec := "off"
+	if len(c.Reconcile) > 0 {
+		rec = FormatDurations(c.Reconcile)
+	}
+	parts := []string{
+		"source=" + c.Source,
+		"tenant_id=" + c.TenantID,
+		"client_id=" + c.ClientID,
+		"client_secret=" + secret,
+	}
+	if c.ClientSecretFile != "" {
+		parts = append(parts, "client_secret_file="+c.ClientSecretFile)
+	}
+	parts = append(parts,
+		"authority_host="+c.AuthorityHost,
+		"graph_host="+c.GraphHost,
+		"poll_interval="+FormatDuration(c.PollInterval),
+		"lookback="+FormatDuration(c.Lookback),
+		"max_lookback="+FormatDuration(c.MaxLookback),
+		"reconcile="+rec,
+		"drift_warning="+FormatDuration(c.DriftWarning),
+		"initial_lookback="+FormatDuration(c.InitialLookback),
+		"page_size="+strconv.Itoa(c.PageSize),
+		"db="+db,
+		"http_timeout="+FormatDuration(c.HTTPTimeout),
+		"health_records="+strconv.FormatBool(c.HealthRecords),
+	)
+	return strings.Join(parts, " ")
+}
+
+// ReadSecretFile reads a secret from a file, trimming the surrounding white
+// space that editors and `echo` add. The error never contains the content.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the secret file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("the secret file %s is empty", path)
+	}
+	return s, nil
+}
+
+// ParseDuration accepts Go durations, a `d` suffix for days (also combined,
+// as in 1d12h) and a bare number of seconds.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(strings.ToLower(s))
+	if s == "" {
+		return 0, fmt.Errorf("empty duration")
+	}
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 || n > float64(1<<62)/float64(time.Second) {
+			return 0, fmt.Errorf("out of range")
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		n, err := strconv.ParseFloat(s[:i], 64)
+		if err != nil || n < 0 || n > 100000 {
+			return 0, fmt.Errorf("bad day count")
+		}
+		days = time.Duration(n * float64(24*time.Hour))
+		s = s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("negative")
+	}
+	return days + d, nil
+}
+
+// FormatDuration prints a duration the way users write them (90s, 30m, 2h, 7d).
+func FormatDuration(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// FormatDurations joins durations with commas.
+func FormatDurations(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = FormatDuration(d)
+	}
+	return strings.Join(parts, ",")
+}
+
+// parser collects the first error so that Parse reads as a list.
+type parser struct {
+	g   Getter
+	err error
+}
+
+func (p *parser) fail(key, value, allowed string) {
+	if p.err == nil {
+		p.err = &Error{Key: key, Value: value, Allowed: allowed}
+	}
+}
+
+func (p *parser) str(key string) string { return strings.TrimSpace(p.g.Get(key)) }
+
+func (p *parser) duration(key string, def time.Duration) time.Duration {
+	v := p.str(key)
+	if v == "" {
+		return def
+	}
+	d, err := ParseDuration(v)
+	if err != nil {
+		p.fail(key, v, "a duration such as 90s, 30m, 2h or 7d (a bare number means seconds)")
+		return def
+	}
+	return d
+}
+
+func (p *parser) integer(key string, def, lo, hi int) int {
+	v := p.str(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(key, v, fmt.Sprintf("a whole number from %d to %d", lo, hi))
+		return def
+	}
+	return n
+}
+
+func (p *parser) boolean(key string, def bool) bool {
+	v := strings.ToLower(p.str(key))
+	switch v {
+	case "":
+		return def
+	case "on", "true", "yes", "1":
+		return true
+	case "off", "false", "no", "0":
+		return false
+	}
+	p.fail(key, v, "on or off (also true/false, yes/no)")
+	return def
+}
+
+func (p *parser) reconcile(key string) []time.Duration {
+	v := strings.ToLower(p.str(key))
+	switch v {
+	case "":
+		return append([]time.Duration(nil), DefaultReconcile...)
+	case "off", "none", "false", "no":
+		return nil
+	}
+	var out []time.Duration
+	for _, part := range strings.Split(v, ",") {
+		d, err := ParseDuration(part)
+		if err != nil || d <= 0 {
+			p.fail(key, v, "a comma-separated list of delays such as 2h,6h,24h, or off")
+			return nil
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// host parses scheme://host[:port] with an optional trailing slash; plain
+// http is allowed only for loopback addresses (the simulator, a local proxy).
+func (p *parser) host(key, def string) string {
+	v := p.str(key)
+	if v == "" {
+		return def
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		p.fail(key, v, "a base URL such as https://graph.microsoft.com, with no path")
+		return def
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			p.fail(key, v, "https is required; plain http is accepted only for loopback addresses")
+			return def
+		}
+	default:
+		p.fail(key, v, "a URL starting with https://")
+		return def
+	}
+	return u.Scheme + "://" + strings.ToLower(u.Host)
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

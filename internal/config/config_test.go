@@ -1,0 +1,199 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func base() MapGetter {
+	return MapGetter{
+		"tenant_id":     "contoso.onmicrosoft.com",
+		"client_id":     "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+		"client_secret": "s3cr3t-value",
+	}
+}
+
+func with(kv ...string) MapGetter {
+	m := base()
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "<unset>" {
+			delete(m, kv[i])
+			continue
+		}
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		TenantID: "contoso.onmicrosoft.com", ClientID: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", ClientSecret: "s3cr3t-value",
+		AuthorityHost: DefaultAuthorityHost, GraphHost: DefaultGraphHost, Source: "signins",
+		PollInterval: time.Minute, Lookback: 30 * time.Minute, MaxLookback: 24 * time.Hour,
+		Reconcile:    []time.Duration{2 * time.Hour, 6 * time.Hour, 24 * time.Hour},
+		DriftWarning: 45 * time.Minute, InitialLookback: 30 * time.Minute, PageSize: 1000,
+		HTTPTimeout: 30 * time.Second, HealthRecords: true,
+	}
+	if c.Redacted() != want.Redacted() || len(c.Reconcile) != 3 {
+		t.Fatalf("defaults:\n got %s\nwant %s", c.Redacted(), want.Redacted())
+	}
+}
+
+func TestKeysAreCaseInsensitive(t *testing.T) {
+	c, err := Parse(MapGetter{"Tenant_ID": "t", "CLIENT_ID": "c", "Client_Secret": "x", "Poll_Interval": "2m", "LOOKBACK": "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PollInterval != 2*time.Minute || c.Lookback != time.Hour || c.InitialLookback != time.Hour {
+		t.Fatalf("got %v %v %v", c.PollInterval, c.Lookback, c.InitialLookback)
+	}
+}
+
+func TestParseValues(t *testing.T) {
+	c, err := Parse(with(
+		"graph_host", "http://127.0.0.1:8080/", "authority_host", "http://localhost:9",
+		"poll_interval", "30", "lookback", "1d", "max_lookback", "2d", "reconcile", "3d, 7d",
+		"initial_lookback", "1d12h", "page_size", "500", "health_records", "off", "db", "/var/lib/x.db",
+		"source", "SignIns", "drift_warning", "90m", "http_timeout", "1m",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"graph_host", c.GraphHost, "http://127.0.0.1:8080"},
+		{"authority_host", c.AuthorityHost, "http://localhost:9"},
+		{"poll_interval", c.PollInterval, 30 * time.Second},
+		{"lookback", c.Lookback, 24 * time.Hour},
+		{"max_lookback", c.MaxLookback, 48 * time.Hour},
+		{"reconcile", FormatDurations(c.Reconcile), "3d,7d"},
+		{"initial_lookback", c.InitialLookback, 36 * time.Hour},
+		{"page_size", c.PageSize, 500},
+		{"health_records", c.HealthRecords, false},
+		{"source", c.Source, "signins"},
+		{"drift_warning", c.DriftWarning, 90 * time.Minute},
+		{"horizon", c.Horizon(), 7 * 24 * time.Hour},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s: got %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	c, err = Parse(with("reconcile", "off"))
+	if err != nil || len(c.Reconcile) != 0 || c.Horizon() != 24*time.Hour {
+		t.Fatalf("reconcile off: %v %v", c.Reconcile, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	emptyFile := filepath.Join(t.TempDir(), "empty")
+	os.WriteFile(secretFile, []byte("abc\n"), 0o600)
+	os.WriteFile(emptyFile, []byte(" \n"), 0o600)
+	rows := []struct {
+		name string
+		g    MapGetter
+		want string
+	}{
+		{"no tenant", with("tenant_id", "<unset>"), `config: tenant_id is not set: set it to the directory (tenant) id GUID or a verified domain of the tenant`},
+		{"bad tenant", with("tenant_id", "a/b"), `config: tenant_id = "a/b" is invalid: a tenant GUID or a domain name such as contoso.onmicrosoft.com`},
+		{"no client", with("client_id", "<unset>"), `config: client_id is not set: set it to the application (client) id of the app registration`},
+		{"no secret", with("client_secret", "<unset>"), `config: client_secret is not set: set client_secret, or client_secret_file to a file holding the secret`},
+		{"both secrets", with("client_secret_file", secretFile), `config: client_secret = "(redacted)" is invalid: set either client_secret or client_secret_file, not both`},
+		{"missing secret file", with("client_secret", "<unset>", "client_secret_file", "/nonexistent/s"), `config: client_secret_file = "/nonexistent/s" is invalid: cannot read the secret file: open /nonexistent/s: no such file or directory`},
+		{"empty secret file", with("client_secret", "<unset>", "client_secret_file", emptyFile), `config: client_secret_file = "` + emptyFile + `" is invalid: the secret file ` + emptyFile + ` is empty`},
+		{"http graph host", with("graph_host", "http://graph.microsoft.com"), `config: graph_host = "http://graph.microsoft.com" is invalid: https is required; plain http is accepted only for loopback addresses`},
+		{"graph host with path", with("graph_host", "https://graph.microsoft.com/v1.0"), `config: graph_host = "https://graph.microsoft.com/v1.0" is invalid: a base URL such as https://graph.microsoft.com, with no path`},
+		{"ftp authority", with("authority_host", "ftp://login"), `config: authority_host = "ftp://login" is invalid: a URL starting with https://`},
+		{"unknown source", with("source", "mail"), `config: source = "mail" is invalid: one of: signins`},
+		{"bad duration", with("poll_interval", "1 minute"), `config: poll_interval = "1 minute" is invalid: a duration such as 90s, 30m, 2h or 7d (a bare number means seconds)`},
+		{"negative duration", with("lookback", "-5m"), `config: lookback = "-5m" is invalid: a duration such as 90s, 30m, 2h or 7d (a bare number means seconds)`},
+		{"poll too short", with("poll_interval", "500ms"), `config: poll_interval = "500ms" is invalid: at least 1s (Fluent Bit calls the plugin once a second)`},
+		{"lookback not above poll", with("poll_interval", "30m"), `config: lookback = "30m" is invalid: must be longer than poll_interval (30m)`},
+		{"max below lookback", with("max_lookback", "10m"), `config: max_lookback = "10m" is invalid: must be at least lookback (30m)`},
+		{"reconcile syntax", with("reconcile", "2h,x"), `config: reconcile = "2h,x" is invalid: a comma-separated list of delays such as 2h,6h,24h, or off`},
+		{"reconcile below lookback", with("reconcile", "20m,2h"), `config: reconcile = "20m,2h" is invalid: each delay must be longer than lookback (30m); use off to disable`},
+		{"reconcile order", with("reconcile", "6h,2h"), `config: reconcile = "6h,2h" is invalid: delays must be listed in increasing order, e.g. 2h,6h,24h`},
+		{"reconcile too long", with("reconcile", "2h,31d"), `config: reconcile = "2h,31d" is invalid: each delay must be at most 30d (Graph keeps sign-ins 30 days at most)`},
+		{"initial too long", with("initial_lookback", "31d"), `config: initial_lookback = "31d" is invalid: a duration above 0 and at most 30d (Graph's retention)`},
+		{"initial zero", with("initial_lookback", "0"), `config: initial_lookback = "0s" is invalid: a duration above 0 and at most 30d (Graph's retention)`},
+		{"page size", with("page_size", "1001"), `config: page_size = "1001" is invalid: a whole number from 1 to 1000`},
+		{"page size text", with("page_size", "lots"), `config: page_size = "lots" is invalid: a whole number from 1 to 1000`},
+		{"bool", with("health_records", "enabled"), `config: health_records = "enabled" is invalid: on or off (also true/false, yes/no)`},
+		{"timeout", with("http_timeout", "0"), `config: http_timeout = "0s" is invalid: between 1s and 10m`},
+		{"drift", with("drift_warning", "0"), `config: drift_warning = "0s" is invalid: a positive duration such as 45m`},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			_, err := Parse(r.g)
+			if err == nil {
+				t.Fatalf("no error, want %s", r.want)
+			}
+			if err.Error() != r.want {
+				t.Fatalf("error:\n got %s\nwant %s", err, r.want)
+			}
+			if strings.Contains(err.Error(), "s3cr3t-value") {
+				t.Fatal("secret in error")
+			}
+		})
+	}
+}
+
+func TestSecretFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(f, []byte("  from-file\n"), 0o600)
+	c, err := Parse(with("client_secret", "<unset>", "client_secret_file", f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientSecret != "" || c.ClientSecretFile != f {
+		t.Fatalf("got %+v", c)
+	}
+	s, _ := ReadSecretFile(f)
+	if s != "from-file" {
+		t.Fatalf("secret %q", s)
+	}
+}
+
+func TestRedactedHidesSecret(t *testing.T) {
+	c, err := Parse(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Redacted()
+	if strings.Contains(r, "s3cr3t") || !strings.Contains(r, "client_secret=(redacted)") {
+		t.Fatal(r)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	rows := map[string]time.Duration{
+		"90s": 90 * time.Second, "2h": 2 * time.Hour, "7d": 7 * 24 * time.Hour, "1d6h": 30 * time.Hour,
+		"45": 45 * time.Second, "1.5": 1500 * time.Millisecond, " 30M ": 30 * time.Minute, "0.5d": 12 * time.Hour,
+	}
+	for in, want := range rows {
+		got, err := ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "d", "x1d", "1d-1h", "-1", "1y", "1e300"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
+	}
+	for d, want := range map[time.Duration]string{time.Minute: "1m", 90 * time.Second: "1m30s", 48 * time.Hour: "2d", 2 * time.Hour: "2h", 0: "0s", 36 * time.Hour: "36h"} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,335 @@
+// Package graphsim is an in-process Microsoft Graph and Entra ID token
+// endpoint simulator for the sign-in log API. It reproduces what a pull
+// client has to survive in production: the OAuth2 client-credentials
+// exchange with Entra-style error bodies, expiring bearer tokens,
+// newest-first paging with opaque skip tokens that stay stable across
+// retries, strict $filter validation, events that become visible only some
+// time after their createdDateTime, per-tenant throttling with a fractional
+// Retry-After, licence and permission errors, and injected server faults.
+// Every time decision goes through an injectable clock so that tests of
+// expiry, lateness and back-off never sleep.
+package graphsim
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultTenantID     = "11111111-2222-3333-4444-555555555555"
+	DefaultClientID     = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+	DefaultClientSecret = "sim-secret"
+)
+
+// DateTimeLayout is how Graph renders createdDateTime: UTC with exactly
+// seven fractional digits.
+const DateTimeLayout = "2006-01-02T15:04:05.0000000Z"
+
+// Options configures a Server. Zero values select the documented defaults.
+type Options struct {
+	// Now is the clock behind every time decision (token expiry,
+	// visibility, throttling, Retry-After); nil means time.Now.
+	Now func() time.Time
+	// Seed makes fault injection and generated identifiers deterministic.
+	Seed int64
+	// TenantID is the tenant of the token endpoint path
+	// /{tenant}/oauth2/v2.0/token.
+	TenantID string
+	// TenantAliases are domain names also accepted as {tenant}.
+	TenantAliases []string
+	ClientID      string
+	ClientSecret  string
+	// TokenLifetime is the access token lifetime (default 1h).
+	TokenLifetime time.Duration
+	// Throttle enforces 5 requests per 10 s per (tenant, client) on
+	// auditLogs endpoints.
+	Throttle bool
+	// MaxPageSize is the default and largest accepted $top (default 1000).
+	MaxPageSize int
+	// Faults is the initial fault configuration; see Server.SetFaults.
+	Faults Faults
+	// MaxFilterAge rejects filter datetimes older than now-MaxFilterAge
+	// (default 90 days), as Graph does.
+	MaxFilterAge time.Duration
+}
+
+// Faults selects injected failures. Rates are per Graph request
+// probabilities; the token endpoint is never faulted.
+type Faults struct {
+	Rate429       float64 // 429 with a fractional Retry-After in [0.1, 2]
+	Rate503       float64 // 503 with Retry-After: 1
+	Rate500       float64
+	Rate504       float64
+	RateTruncated float64 // 200 whose body stops halfway through the JSON
+	Licence403    bool    // signIns answer 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant
+	Permission403 bool    // signIns answer 403 Authentication_MSGraphPermissionMissing
+}
+
+// Event is one sign-in record held by the simulator.
+type Event struct {
+	ID string
+	// Created is the createdDateTime, a multiple of 100 ns in UTC.
+	Created time.Time
+	// Visible is the moment (by Options.Now) from which queries return
+	// the event; it models ingestion latency.
+	Visible time.Time
+	// JSON is the complete sign-in object, served verbatim. Its "id" and
+	// "createdDateTime" must match ID and Created.
+	JSON []byte
+}
+
+// Stats counts what the server saw and answered.
+type Stats struct {
+	Requests      int         // all HTTP requests, token endpoint included
+	ByStatus      map[int]int // responses by status code
+	Tokens        int         // access tokens issued
+	TokenErrors   int         // token requests refused
+	Throttled     int         // 429s from the rate limit (injected 429s show only in ByStatus)
+	Truncated     int         // truncated bodies sent
+	Pages         int         // complete signIns pages sent
+	Unauthorized  int         // 401s
+	MaxConcurrent int         // most requests in flight at once
+}
+
+// Server is the simulator. All methods are safe for concurrent use.
+type Server struct {
+	opts    Options
+	handler http.Handler
+
+	mu        sync.Mutex
+	faults    Faults
+	rng       *rand.Rand
+	events    []Event // sorted ascending by (Created, ID)
+	tokens    map[string]grant
+	hits      map[string][]time.Time // admitted request times per (tenant, client)
+	snaps     map[string][][]byte
+	snapOrder []string
+	snapSize  int
+	stats     Stats
+	inflight  int
+	url       string
+	ts        *httptest.Server
+}
+
+type grant struct {
+	tenant, client string
+	expires        time.Time
+}
+
+// New returns a Server that is not listening; use Handler, Start or Serve.
+func New(opts Options) *Server {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	opts.TenantID = cmp.Or(opts.TenantID, DefaultTenantID)
+	opts.TenantAliases = slices.Clone(opts.TenantAliases)
+	opts.ClientID = cmp.Or(opts.ClientID, DefaultClientID)
+	opts.ClientSecret = cmp.Or(opts.ClientSecret, DefaultClientSecret)
+	opts.TokenLifetime = cmp.Or(opts.TokenLifetime, time.Hour)
+	opts.MaxPageSize = cmp.Or(opts.MaxPageSize, 1000)
+	opts.MaxFilterAge = cmp.Or(opts.MaxFilterAge, 90*24*time.Hour)
+	s := &Server{
+		opts:   opts,
+		faults: opts.Faults,
+		rng:    rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
+		tokens: make(map[string]grant),
+		hits:   make(map[string][]time.Time),
+		snaps:  make(map[string][][]byte),
+		stats:  Stats{ByStatus: make(map[int]int)},
+	}
+	s.handler = http.HandlerFunc(s.serveHTTP)
+	return s
+}
+
+// Start serves a new Server on a loopback httptest server that is closed
+// when the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s := New(opts)
+	ts := httptest.NewServer(s.handler)
+	s.mu.Lock()
+	s.ts, s.url = ts, ts.URL
+	s.mu.Unlock()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Serve serves on l until ctx is done, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	s.url = "http://" + l.Addr().String()
+	s.mu.Unlock()
+	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Handler returns the HTTP handler serving both the token endpoint and Graph.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// URL is the base URL once started (by Start or Serve), "" otherwise. It is
+// both the authority host and the Graph host.
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url
+}
+
+// Close stops a server started by Start. It is idempotent.
+func (s *Server) Close() {
+	s.mu.Lock()
+	ts := s.ts
+	s.ts = nil
+	s.mu.Unlock()
+	if ts != nil {
+		ts.Close()
+	}
+}
+
+// SetFaults replaces the fault configuration; requests already past the
+// fault decision are unaffected.
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	s.faults = f
+	s.mu.Unlock()
+}
+
+// Add stores events. Events are not validated, so a test can serve
+// deliberately malformed JSON.
+func (s *Server) Add(events ...Event) {
+	batch := slices.Clone(events)
+	slices.SortFunc(batch, compareEvents)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Merging keeps Add linear in the stored events, which matters when a
+	// generator adds a few events many times a second.
+	merged := make([]Event, 0, len(s.events)+len(batch))
+	i, j := 0, 0
+	for i < len(s.events) && j < len(batch) {
+		if compareEvents(s.events[i], batch[j]) <= 0 {
+			merged = append(merged, s.events[i])
+			i++
+		} else {
+			merged = append(merged, batch[j])
+			j++
+		}
+	}
+	merged = append(merged, s.events[i:]...)
+	s.events = append(merged, batch[j:]...)
+}
+
+// Events returns all stored events, visible or not, oldest first. The JSON
+// slices are shared and must not be modified.
+func (s *Server) Events() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.events)
+}
+
+// Stats returns a copy of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.ByStatus = make(map[int]int, len(s.stats.ByStatus))
+	for k, v := range s.stats.ByStatus {
+		st.ByStatus[k] = v
+	}
+	return st
+}
+
+func compareEvents(a, b Event) int {
+	if c := a.Created.Compare(b.Created); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.stats.Requests++
+	s.inflight++
+	s.stats.MaxConcurrent = max(s.stats.MaxConcurrent, s.inflight)
+	s.mu.Unlock()
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		s.mu.Lock()
+		s.inflight--
+		s.stats.ByStatus[rec.status]++
+		if rec.status == http.StatusUnauthorized {
+			s.stats.Unauthorized++
+		}
+		s.mu.Unlock()
+	}()
+
+	p := r.URL.Path
+	switch {
+	case p == "/v1.0/auditLogs/signIns" || p == "/beta/auditLogs/signIns":
+		s.signIns(rec, r)
+	case strings.HasSuffix(p, tokenPathSuffix) && strings.Count(p, "/") == strings.Count(tokenPathSuffix, "/")+1:
+		s.token(rec, r, strings.TrimSuffix(p[1:], tokenPathSuffix))
+	default:
+		seg := p[strings.LastIndexByte(p, '/')+1:]
+		s.graphError(rec, r, http.StatusNotFound, "ResourceNotFound", "Resource not found for the segment '"+seg+"'.")
+	}
+}
+
+// recorder remembers the status for Stats.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+// baseURL is the scheme and authority the client used, so that links and
+// scopes match whatever host name it was configured with.
+func baseURL(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
+
+// newID draws a GUID from the server's seeded source.
+func (s *Server) newID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return NewID(s.rng)
+}

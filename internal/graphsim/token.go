@@ -1,0 +1,185 @@
+package graphsim
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+const (
+	tokenPathSuffix = "/oauth2/v2.0/token"
+	publicScope     = "https://graph.microsoft.com/.default"
+	maxTokens       = 4096
+)
+
+// token implements the client-credentials grant of the Entra v2.0 token
+// endpoint, with the error codes a misconfigured client actually meets.
+func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
+	if r.Method != http.MethodPost {
+		s.tokenError(w, r, http.StatusBadRequest, "invalid_request", 900561,
+			"The endpoint only accepts POST, OPTIONS requests. Received a "+r.Method+" request.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		s.tokenError(w, r, http.StatusBadRequest, "invalid_request", 900144,
+			"The request body must contain the following parameter: 'grant_type'.")
+		return
+	}
+	form := r.PostForm
+	if !s.knownTenant(tenant) {
+		s.tokenError(w, r, http.StatusBadRequest, "invalid_request", 90002,
+			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
+		return
+	}
+	switch gt := form.Get("grant_type"); gt {
+	case "client_credentials":
+	case "":
+		s.tokenError(w, r, http.StatusBadRequest, "invalid_request", 900144,
+			"The request body must contain the following parameter: 'grant_type'.")
+		return
+	default:
+		s.tokenError(w, r, http.StatusBadRequest, "unsupported_grant_type", 70003,
+			"The app requested an unsupported grant type '"+gt+"'.")
+		return
+	}
+	clientID, secret := form.Get("client_id"), form.Get("client_secret")
+	if u, p, ok := r.BasicAuth(); ok {
+		// RFC 6749 §2.3.1: Basic credentials are form-encoded first.
+		if v, err := url.QueryUnescape(u); err == nil {
+			clientID = v
+		}
+		if v, err := url.QueryUnescape(p); err == nil {
+			secret = v
+		}
+	}
+	switch {
+	case clientID == "":
+		s.tokenError(w, r, http.StatusBadRequest, "invalid_request", 900144,
+			"The request body must contain the following parameter: 'client_id'.")
+	case !strings.EqualFold(clientID, s.opts.ClientID):
+		s.tokenError(w, r, http.StatusBadRequest, "unauthorized_client", 700016,
+			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, tenant))
+	case secret == "" && form.Get("client_assertion") == "":
+		s.tokenError(w, r, http.StatusBadRequest, "invalid_client", 7000216,
+			"'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.")
+	case secret != s.opts.ClientSecret:
+		s.tokenError(w, r, http.StatusBadRequest, "invalid_client", 7000215,
+			fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", s.opts.ClientID))
+	case !s.validScope(r, form.Get("scope")):
+		if form.Get("scope") == "" {
+			s.tokenError(w, r, http.StatusBadRequest, "invalid_scope", 70011,
+				"The provided request must include a 'scope' input parameter.")
+		} else {
+			s.tokenError(w, r, http.StatusBadRequest, "invalid_scope", 70011,
+				fmt.Sprintf("The provided value for the input parameter 'scope' is not valid. The scope %s is not valid.", form.Get("scope")))
+		}
+	default:
+		s.issue(w)
+	}
+}
+
+func (s *Server) knownTenant(t string) bool {
+	if strings.EqualFold(t, s.opts.TenantID) {
+		return true
+	}
+	for _, a := range s.opts.TenantAliases {
+		if strings.EqualFold(t, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// validScope accepts the simulator's own Graph host as well as the public
+// one, so a client configured for either can be exercised.
+func (s *Server) validScope(r *http.Request, scope string) bool {
+	switch scope {
+	case publicScope, baseURL(r) + "/.default":
+		return true
+	}
+	u := s.URL()
+	return u != "" && scope == u+"/.default"
+}
+
+func (s *Server) issue(w http.ResponseWriter) {
+	tok := "gsim." + rand.Text() + rand.Text()
+	secs := int(s.opts.TokenLifetime / time.Second)
+	s.mu.Lock()
+	now := s.opts.Now()
+	if len(s.tokens) >= maxTokens {
+		for k, g := range s.tokens {
+			if !now.Before(g.expires) {
+				delete(s.tokens, k)
+			}
+		}
+	}
+	s.tokens[tok] = grant{tenant: s.opts.TenantID, client: s.opts.ClientID, expires: now.Add(s.opts.TokenLifetime)}
+	s.stats.Tokens++
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", struct {
+		TokenType    string `json:"token_type"`
+		ExpiresIn    int    `json:"expires_in"`
+		ExtExpiresIn int    `json:"ext_expires_in"`
+		AccessToken  string `json:"access_token"`
+	}{"Bearer", secs, secs, tok})
+}
+
+func (s *Server) tokenError(w http.ResponseWriter, r *http.Request, status int, code string, aadsts int, msg string) {
+	traceID := s.newID()
+	corrID := r.Header.Get("client-request-id")
+	if corrID == "" {
+		corrID = s.newID()
+	}
+	s.mu.Lock()
+	now := s.opts.Now().UTC()
+	s.stats.TokenErrors++
+	s.mu.Unlock()
+	ts := now.Format("2006-01-02 15:04:05Z")
+	w.Header().Set("x-ms-request-id", traceID)
+	writeJSON(w, status, "application/json; charset=utf-8", struct {
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+		ErrorCodes       []int  `json:"error_codes"`
+		Timestamp        string `json:"timestamp"`
+		TraceID          string `json:"trace_id"`
+		CorrelationID    string `json:"correlation_id"`
+		ErrorURI         string `json:"error_uri"`
+	}{
+		Error: code,
+		ErrorDescription: fmt.Sprintf("AADSTS%d: %s Trace ID: %s Correlation ID: %s Timestamp: %s",
+			aadsts, msg, traceID, corrID, ts),
+		ErrorCodes:    []int{aadsts},
+		Timestamp:     ts,
+		TraceID:       traceID,
+		CorrelationID: corrID,
+		ErrorURI:      fmt.Sprintf("https://login.microsoftonline.com/error?code=%d", aadsts),
+	})
+}
+
+// writeJSON encodes v without HTML escaping, as Microsoft's services do.
+func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
+	b, err := marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-store, no-cache")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func marshal(v any) ([]byte, error) {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return []byte(strings.TrimSuffix(b.String(), "\n")), nil
+}
