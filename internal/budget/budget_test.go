@@ -1,0 +1,44 @@
+package budget
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSlidingWindow(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := New(5, 10*time.Second)
+	for i := range 5 {
+		if !b.TryTake(t0.Add(time.Duration(i) * time.Second)) {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	now := t0.Add(5 * time.Second)
+	if b.TryTake(now) || b.Wait(now) != 5*time.Second {
+		t.Fatalf("6th request in the window: wait %v", b.Wait(now))
+	}
+	if !b.TryTake(t0.Add(10 * time.Second)) {
+		t.Fatal("slot freed by the first request not reused")
+	}
+	b.Block(t0.Add(30 * time.Second))
+	if w := b.Wait(t0.Add(25 * time.Second)); w != 5*time.Second {
+		t.Fatalf("blocked wait %v", w)
+	}
+	// Over a long run the rate never exceeds the budget.
+	b = New(5, 10*time.Second)
+	sent := 0
+	for ms := 0; ms < 600_000; ms += 100 {
+		if b.TryTake(t0.Add(time.Duration(ms) * time.Millisecond)) {
+			sent++
+		}
+	}
+	if sent != 300 {
+		t.Fatalf("%d requests in 10 minutes, want 300", sent)
+	}
+}
+
+func TestSharedByKey(t *testing.T) {
+	if Shared("a|t|c") != Shared("a|t|c") || Shared("a|t|c") == Shared("a|t|d") {
+		t.Fatal("sharing by key")
+	}
+}

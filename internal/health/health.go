@@ -1,0 +1,110 @@
+// Package health turns the plugin's conditions into warning records in the
+// stream itself, so a SIEM sees a stalled or degraded collection without
+// anyone reading Fluent Bit's logs. Each warning is rate-limited, and a
+// condition that clears is reported as resolved.
+package health
+
+import (
+	"time"
+
+	"github.com/in-msgraph/in_msgraph/internal/records"
+)
+
+// Code names a condition; it is the value of the msgraph_warning key.
+type Code string
+
+// Codes.
+const (
+	AuthFailed      Code = "auth_failed"
+	APIError        Code = "api_error"
+	Throttled       Code = "throttled"
+	EmptyResult     Code = "empty_result"
+	DriftExceeded   Code = "drift_exceeded"
+	LookbackWidened Code = "lookback_widened"
+	LateArrivals    Code = "late_arrivals"
+	InvalidRecords  Code = "invalid_records"
+)
+
+// Monitor builds health records for one input. It is not safe for
+// concurrent use.
+type Monitor struct {
+	Source   string
+	TenantID string
+	// Repeat is how often an active condition is reported again.
+	Repeat time.Duration
+	// Enabled turns the records on; when off, Fire and Event still report
+	// (for logging) but nothing is queued.
+	Enabled bool
+
+	active map[Code]time.Time // condition -> last emission
+	last   map[Code]time.Time // one-shot event -> last emission
+	buf    []byte
+	Count  map[Code]int // records emitted, by code
+}
+
+// New returns a monitor.
+func New(source, tenant string, repeat time.Duration, enabled bool) *Monitor {
+	return &Monitor{Source: source, TenantID: tenant, Repeat: repeat, Enabled: enabled,
+		active: map[Code]time.Time{}, last: map[Code]time.Time{}, Count: map[Code]int{}}
+}
+
+// Active reports whether a condition is firing.
+func (m *Monitor) Active(c Code) bool { _, ok := m.active[c]; return ok }
+
+// Fire marks a condition active. It queues a record the first time and
+// then at most once per Repeat, and reports whether it did (so the caller
+// logs the same moments).
+func (m *Monitor) Fire(now time.Time, c Code, msg string, figures ...records.Field) bool {
+	if last, ok := m.active[c]; ok && now.Sub(last) < m.Repeat {
+		return false
+	}
+	m.active[c] = now
+	m.emit(now, c, "firing", msg, figures)
+	return true
+}
+
+// Clear marks a condition resolved, queueing a recovery record if it was
+// active. It reports whether it was.
+func (m *Monitor) Clear(now time.Time, c Code, msg string, figures ...records.Field) bool {
+	if _, ok := m.active[c]; !ok {
+		return false
+	}
+	delete(m.active, c)
+	m.emit(now, c, "resolved", msg, figures)
+	return true
+}
+
+// Event queues a one-shot report, at most once per Repeat per code; it
+// reports whether it did, so the caller can keep aggregating until then.
+func (m *Monitor) Event(now time.Time, c Code, msg string, figures ...records.Field) bool {
+	if last, ok := m.last[c]; ok && now.Sub(last) < m.Repeat {
+		return false
+	}
+	m.last[c] = now
+	m.emit(now, c, "event", msg, figures)
+	return true
+}
+
+func (m *Monitor) emit(now time.Time, c Code, status, msg string, figures []records.Field) {
+	m.Count[c]++
+	if !m.Enabled {
+		return
+	}
+	f := make([]records.Field, 0, 5+len(figures))
+	f = append(f,
+		records.Field{Key: "msgraph_warning", Value: string(c)},
+		records.Field{Key: "status", Value: status},
+		records.Field{Key: "message", Value: msg},
+		records.Field{Key: "source", Value: m.Source},
+		records.Field{Key: "tenant_id", Value: m.TenantID},
+	)
+	f = append(f, figures...)
+	m.buf = records.AppendRecord(m.buf, now, f)
+}
+
+// Take appends the queued records to b and empties the queue.
+func (m *Monitor) Take(b []byte) []byte {
+	b = append(b, m.buf...)
+	m.buf = m.buf[:0]
+	return b
+}

@@ -1,0 +1,646 @@
+// Package input is one msgraph input instance: it plans queries with the
+// schedule, reads one Graph page per collect call, drops what was already
+// delivered, and hands Fluent Bit a msgpack batch. The batch's keys and the
+// schedule's progress are committed only when Fluent Bit has taken the
+// batch (Commit), so a crash repeats at most one batch and skips nothing.
+//
+// Nothing here sleeps: waits (Retry-After, back-off, the request budget)
+// are "not before" times checked on the next call.
+package input
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/in-msgraph/in_msgraph/internal/auth"
+	"github.com/in-msgraph/in_msgraph/internal/budget"
+	"github.com/in-msgraph/in_msgraph/internal/config"
+	"github.com/in-msgraph/in_msgraph/internal/dedup"
+	"github.com/in-msgraph/in_msgraph/internal/graph"
+	"github.com/in-msgraph/in_msgraph/internal/health"
+	"github.com/in-msgraph/in_msgraph/internal/logging"
+	"github.com/in-msgraph/in_msgraph/internal/records"
+	"github.com/in-msgraph/in_msgraph/internal/schedule"
+	"github.com/in-msgraph/in_msgraph/internal/state"
+)
+
+// Source profile of the sign-in log.
+const (
+	signInsPath      = "/v1.0/auditLogs/signIns"
+	signInsTimeField = "createdDateTime"
+)
+
+// Options are the parts of an instance that tests replace.
+type Options struct {
+	Name      string            // instance name for logs, e.g. msgraph.0
+	Now       func() time.Time  // clock; nil means time.Now
+	Rand      *rand.Rand        // jitter; nil means seeded from the clock
+	Logger    *logging.Logger   // nil means stderr at info
+	Transport http.RoundTripper // nil means graph.NewTransport()
+	Budget    *budget.Budget    // nil means the shared budget of the app and tenant
+	Repeat    time.Duration     // health repeat interval; 0 means 15m
+}
+
+// Stats are running totals, for tests and logs.
+type Stats struct {
+	Requests, Pages, Delivered, Duplicates, Invalid int
+	Errors, Throttled, Commits                      int
+	LateArrivals                                    int
+}
+
+// Instance is one configured input.
+type Instance struct {
+	cfg    config.Config
+	now    func() time.Time
+	rng    *rand.Rand
+	log    *logging.Logger
+	tokens *auth.Source
+	client *graph.Client
+	budget *budget.Budget
+	sched  *schedule.Schedule
+	seen   *dedup.Set
+	db     *state.DB
+	health *health.Monitor
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	dec     records.Decoder
+	page    records.Page
+	inPage  map[records.Key]struct{}
+	batch   []byte
+	pending *commit
+
+	cur       reading // the chunk being paged through
+	notBefore time.Time
+	failures  int // consecutive failed requests
+	throttles int // consecutive 429s
+	paused    bool
+	closed    bool
+
+	newest     time.Time // newest event time Graph has returned
+	lastPoll   time.Time // last page read successfully
+	late       lateAgg
+	lateness   Histogram
+	lastReport time.Time
+	lastWiden  time.Time
+
+	Stats Stats
+}
+
+type reading struct {
+	chunk uint64
+	link  string
+	seen  map[string]bool // nextLinks followed in this chunk: a loop guard
+}
+
+type commit struct {
+	add    []state.Entry
+	chunk  uint64
+	result schedule.PageResult
+	link   string
+	when   time.Time
+	class  schedule.Class
+}
+
+type lateAgg struct {
+	count int
+	max   time.Duration
+}
+
+// New opens the state and prepares an instance; it sends no request.
+func New(cfg config.Config, o Options) (*Instance, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.New(rand.NewSource(o.Now().UnixNano()))
+	}
+	if o.Logger == nil {
+		o.Logger = logging.New(o.Name, logging.Info)
+	}
+	if o.Transport == nil {
+		o.Transport = graph.NewTransport()
+	}
+	if o.Repeat == 0 {
+		o.Repeat = 15 * time.Minute
+	}
+	o.Logger.Redact(cfg.ClientSecret)
+	creds := auth.Credentials{
+		TenantID:      cfg.TenantID,
+		ClientID:      cfg.ClientID,
+		Secret:        cfg.ClientSecret,
+		AuthorityHost: cfg.AuthorityHost,
+		Scope:         cfg.GraphHost + "/.default",
+		HTTPClient:    &http.Client{Transport: o.Transport},
+		Timeout:       cfg.HTTPTimeout,
+	}
+	if cfg.ClientSecretFile != "" {
+		file := cfg.ClientSecretFile
+		log := o.Logger
+		creds.SecretFile = func() (string, error) {
+			s, err := config.ReadSecretFile(file)
+			log.Redact(s)
+			return s, err
+		}
+	}
+	tokens := auth.New(creds)
+	client, err := graph.NewClient(cfg.GraphHost, tokens, o.Transport, cfg.HTTPTimeout)
+	if err != nil {
+		return nil, err
+	}
+	client.Now = o.Now
+	if o.Budget == nil {
+		o.Budget = budget.Shared(cfg.AuthorityHost + "|" + strings.ToLower(cfg.TenantID) + "|" + strings.ToLower(cfg.ClientID))
+	}
+	in := &Instance{
+		cfg:    cfg,
+		now:    o.Now,
+		rng:    o.Rand,
+		log:    o.Logger,
+		tokens: tokens,
+		client: client,
+		budget: o.Budget,
+		seen:   dedup.New(),
+		health: health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
+		dec:    records.Decoder{TimeField: signInsTimeField},
+		inPage: map[records.Key]struct{}{},
+	}
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	params := schedule.Params{
+		PollInterval:    cfg.PollInterval,
+		Lookback:        cfg.Lookback,
+		MaxLookback:     cfg.MaxLookback,
+		Reconcile:       cfg.Reconcile,
+		InitialLookback: cfg.InitialLookback,
+	}
+	in.sched = schedule.New(params)
+	if cfg.DB == "" {
+		in.log.Warnf("no db is set: the de-dup set and the schedule live in memory only, so a restart starts afresh and may deliver up to initial_lookback (%s) of events again; set db to a file on persistent storage", config.FormatDuration(cfg.InitialLookback))
+	} else {
+		db, err := state.Open(cfg.DB)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := db.Load(in.seen.Add)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		if raw != nil {
+			var st schedule.State
+			if err := json.Unmarshal(raw, &st); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("db %s holds an unreadable schedule (%v): move the file away to start afresh", cfg.DB, err)
+			}
+			in.sched = schedule.Restore(params, st, in.now())
+		}
+		in.db = db
+		in.log.Infof("state loaded from %s: %d delivered ids, %d queries pending", cfg.DB, in.seen.Len(), len(in.sched.Pending()))
+	}
+	in.log.Infof("configuration: %s", cfg.Redacted())
+	return in, nil
+}
+
+// Pause stops delivery until Resume (Fluent Bit's back-pressure).
+func (in *Instance) Pause() { in.paused = true }
+
+// Resume lifts Pause.
+func (in *Instance) Resume() { in.paused = false }
+
+// Collect returns the next batch of msgpack records, or nil when there is
+// nothing to deliver now. A non-empty batch must be followed by Commit once
+// Fluent Bit has taken it; an empty one is committed here.
+func (in *Instance) Collect() []byte {
+	if in.closed {
+		return nil
+	}
+	if in.pending != nil {
+		// Fluent Bit calls the next collect only after it appended the
+		// previous batch; a missing cleanup call means it did.
+		in.Commit()
+	}
+	if in.paused {
+		return nil
+	}
+	now := in.now()
+	in.sched.Plan(now)
+	in.checkConditions(now)
+	in.batch = in.batch[:0]
+	in.page.Records = in.page.Records[:0]
+	in.readPage(now)
+	in.batch = in.health.Take(in.batch)
+	for _, r := range in.page.Records {
+		if in.isNew(r) {
+			in.batch = append(in.batch, in.page.Buf[r.Start:r.End]...)
+		}
+	}
+	if len(in.batch) == 0 {
+		in.Commit()
+		return nil
+	}
+	return in.batch
+}
+
+// isNew reports whether r is neither delivered nor earlier on this page,
+// and queues its key for the commit.
+func (in *Instance) isNew(r records.Record) bool {
+	if in.pending == nil {
+		return false
+	}
+	if in.seen.Has(r.Key) {
+		in.Stats.Duplicates++
+		return false
+	}
+	if _, dup := in.inPage[r.Key]; dup {
+		in.Stats.Duplicates++
+		return false
+	}
+	in.inPage[r.Key] = struct{}{}
+	in.pending.add = append(in.pending.add, state.Entry{Key: r.Key, Time: r.Created})
+	return true
+}
+
+// readPage sends at most one request and leaves its records in in.page,
+// with a pending commit describing them.
+func (in *Instance) readPage(now time.Time) {
+	if now.Before(in.notBefore) {
+		return
+	}
+	chunk, ok := in.sched.Next()
+	if !ok {
+		return
+	}
+	if in.cur.chunk != chunk.ID {
+		in.cur = reading{chunk: chunk.ID, seen: map[string]bool{}}
+	}
+	link := in.cur.link
+	if link == "" {
+		link = in.client.PageURL(signInsPath, signInsTimeField, chunk.From, chunk.To, in.cfg.PageSize)
+	}
+	if !in.budget.TryTake(now) {
+		return
+	}
+	in.Stats.Requests++
+	resp, err := in.client.Get(in.ctx, link)
+	if err == nil {
+		err = in.dec.DecodePage(resp.Body, &in.page)
+		if err != nil {
+			err = &graph.TransportError{Err: fmt.Errorf("the page could not be read: %w", err), RequestID: resp.RequestID}
+		}
+	}
+	if err == nil && in.page.NextLink != "" {
+		switch {
+		case in.cur.seen[in.page.NextLink] || in.page.NextLink == link:
+			err = &pagingError{msg: "Graph returned an @odata.nextLink that was already followed in this query (a paging loop); the query is restarted later"}
+		case !in.client.SameOrigin(in.page.NextLink):
+			err = &graph.OriginError{Link: in.page.NextLink, Host: in.cfg.GraphHost}
+		}
+	}
+	if err != nil {
+		in.page.Records = in.page.Records[:0]
+		in.onError(now, err)
+		return
+	}
+	in.onSuccess(now)
+	in.Stats.Pages++
+	res := schedule.PageResult{Count: len(in.page.Records), More: in.page.NextLink != ""}
+	for i, r := range in.page.Records {
+		t := time.Unix(0, r.Created)
+		if res.Oldest.IsZero() || t.Before(res.Oldest) {
+			res.Oldest = t
+		}
+		if t.After(res.Newest) {
+			res.Newest = t
+		}
+		if i > 0 && r.Created > in.page.Records[i-1].Created {
+			res.OutOfOrder = true
+		}
+	}
+	if res.Newest.After(in.newest) {
+		in.newest = res.Newest
+	}
+	if in.page.Invalid > 0 {
+		in.Stats.Invalid += in.page.Invalid
+		msg := fmt.Sprintf("Graph returned %d objects that cannot be delivered (%s); they are skipped", in.page.Invalid, in.page.FirstInvalid)
+		if in.health.Event(now, health.InvalidRecords, msg, records.Field{Key: "count", Value: in.page.Invalid}, records.Field{Key: "request_id", Value: resp.RequestID}) {
+			in.log.Warnf("%s (request-id %s)", msg, resp.RequestID)
+		}
+	}
+	clear(in.inPage)
+	in.pending = &commit{chunk: chunk.ID, result: res, link: in.page.NextLink, when: now, class: chunk.Class}
+}
+
+type pagingError struct{ msg string }
+
+func (e *pagingError) Error() string { return e.msg }
+
+// Commit records the last batch as delivered: its keys join the de-dup set
+// and the state file together with the schedule's progress.
+func (in *Instance) Commit() {
+	c := in.pending
+	in.pending = nil
+	if c == nil || in.closed {
+		return
+	}
+	now := in.now()
+	for _, e := range c.add {
+		in.seen.Add(e.Key, e.Time)
+		in.lateness.Add(c.when.Sub(time.Unix(0, e.Time)))
+	}
+	in.Stats.Delivered += len(c.add)
+	if c.class == schedule.Reconcile && len(c.add) > 0 {
+		in.lateArrivals(now, c)
+	}
+	chunk, done, err := in.sched.PageDone(c.chunk, c.result)
+	switch {
+	case err != nil:
+		in.cur = reading{}
+	case done:
+		in.cur = reading{}
+		in.chunkDone(now, chunk)
+	case in.cur.chunk == c.chunk:
+		in.cur.seen[c.link] = true
+		in.cur.link = c.link
+	}
+	var expired []records.Key
+	in.seen.Expire(in.sched.Horizon(now).UnixNano(), func(k records.Key) { expired = append(expired, k) })
+	in.Stats.Commits++
+	if in.db != nil {
+		raw, _ := json.Marshal(in.sched.State())
+		if err := in.db.Commit(c.add, expired, raw); err != nil {
+			in.log.Errorf("%v: delivery goes on, but a restart may deliver the last events again", err)
+		}
+	}
+	in.report(now)
+}
+
+func (in *Instance) chunkDone(now time.Time, c schedule.Chunk) {
+	if c.Returned > 0 {
+		if in.health.Clear(now, health.EmptyResult, "Graph returns events again for time ranges it had events for") {
+			in.log.Infof("empty results cleared")
+		}
+		return
+	}
+	if !c.To.Equal(c.OrigTo) {
+		return
+	}
+	if n := in.seen.CountRange(c.From.UnixNano(), c.To.UnixNano()); n > 0 {
+		msg := fmt.Sprintf("Graph returned no events for %s to %s, although %d were delivered from that range before; events may be missing from Graph (retention, licence or permission change)",
+			c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339), n)
+		if in.health.Fire(now, health.EmptyResult, msg, records.Field{Key: "range_start", Value: c.From.UTC().Format(time.RFC3339)},
+			records.Field{Key: "range_end", Value: c.To.UTC().Format(time.RFC3339)}, records.Field{Key: "delivered_before", Value: n}) {
+			in.log.Warnf("%s", msg)
+		}
+	}
+}
+
+func (in *Instance) lateArrivals(now time.Time, c *commit) {
+	n := len(c.add)
+	in.Stats.LateArrivals += n
+	in.late.count += n
+	var latest time.Duration
+	for _, e := range c.add {
+		latest = max(latest, c.when.Sub(time.Unix(0, e.Time)))
+	}
+	in.late.max = max(in.late.max, latest)
+	lookback := in.sched.Lookback()
+	msg := fmt.Sprintf("%d events appeared in Graph later than lookback (%s) covers and were found only by a reconcile sweep, the latest %s after its event time; they are delivered now",
+		in.late.count, config.FormatDuration(lookback), in.late.max.Round(time.Second))
+	if in.health.Event(now, health.LateArrivals, msg, records.Field{Key: "count", Value: in.late.count},
+		records.Field{Key: "max_lateness_seconds", Value: in.late.max}, records.Field{Key: "lookback_seconds", Value: lookback}) {
+		in.log.Warnf("%s", msg)
+		in.late = lateAgg{}
+	}
+	// Widen once per lookback at most: one sweep finds many late events.
+	if latest <= lookback || (!in.lastWiden.IsZero() && now.Sub(in.lastWiden) < lookback) {
+		return
+	}
+	in.lastWiden = now
+	if nl, changed := in.sched.Widen(now); changed {
+		msg := fmt.Sprintf("lookback widened from %s to %s because events arrived later than it covered (max_lookback %s)",
+			config.FormatDuration(lookback), config.FormatDuration(nl), config.FormatDuration(in.cfg.MaxLookback))
+		in.health.Event(now, health.LookbackWidened, msg, records.Field{Key: "old_lookback_seconds", Value: lookback},
+			records.Field{Key: "new_lookback_seconds", Value: nl})
+		in.log.Warnf("%s", msg)
+	}
+}
+
+// onSuccess clears the error conditions after a page was read.
+func (in *Instance) onSuccess(now time.Time) {
+	in.lastPoll = now
+	if in.failures > 0 || in.throttles > 0 {
+		in.log.Infof("Graph answers again after %d failed requests", in.failures+in.throttles)
+	}
+	in.failures, in.throttles = 0, 0
+	in.health.Clear(now, health.AuthFailed, "token requests succeed again")
+	in.health.Clear(now, health.APIError, "Graph requests succeed again")
+	if _, _, n := in.sched.Backlog(now); n <= 1 {
+		in.health.Clear(now, health.Throttled, "the schedule has caught up")
+	}
+}
+
+// onError decides when to retry and which condition to raise.
+func (in *Instance) onError(now time.Time, err error) {
+	in.Stats.Errors++
+	in.failures++
+	var (
+		ae *auth.Error
+		ge *graph.APIError
+		te *graph.TransportError
+		oe *graph.OriginError
+		pe *pagingError
+	)
+	wait := in.backoff(in.failures, time.Second, 5*time.Minute)
+	switch {
+	case errors.As(err, &ae):
+		if !ae.Temporary {
+			wait = in.backoff(in.failures, time.Minute, 15*time.Minute)
+		}
+		msg := "Entra ID refused the token request: " + ae.Error()
+		if in.health.Fire(now, health.AuthFailed, in.log.Scrub(msg), records.Field{Key: "aadsts_code", Value: ae.Code},
+			records.Field{Key: "http_status", Value: ae.Status}, records.Field{Key: "retry_in_seconds", Value: wait}) {
+			in.log.Errorf("%s; retrying in %s", msg, wait.Round(time.Second))
+		}
+	case errors.As(err, &ge) && ge.Status == http.StatusTooManyRequests:
+		in.failures--
+		in.throttles++
+		in.Stats.Throttled++
+		if ge.RetryAfter > 0 {
+			wait = ge.RetryAfter
+		} else {
+			wait = in.backoff(in.throttles, 2*time.Second, 2*time.Minute)
+		}
+		in.budget.Block(now.Add(wait))
+		if in.throttles >= 3 {
+			msg := fmt.Sprintf("Graph keeps answering 429 Too Many Requests (%d in a row); requests wait %s as Graph asks. Another tool using the same app registration may be sharing its budget of 5 requests per 10 seconds", in.throttles, wait.Round(time.Millisecond))
+			if in.health.Fire(now, health.Throttled, msg, records.Field{Key: "consecutive_429", Value: in.throttles},
+				records.Field{Key: "retry_after_seconds", Value: wait}, records.Field{Key: "request_id", Value: ge.RequestID}) {
+				in.log.Warnf("%s", msg)
+			}
+		} else {
+			in.log.Debugf("429 from Graph, waiting %s", wait)
+		}
+	case errors.As(err, &ge):
+		if ge.RetryAfter > 0 {
+			wait = ge.RetryAfter
+		}
+		if !ge.Retryable {
+			wait = in.backoff(in.failures, time.Minute, 15*time.Minute)
+		}
+		if !ge.Retryable || in.failures >= 3 {
+			msg := ge.Error()
+			if fix := ge.Fix(); fix != "" {
+				msg += "; " + fix
+			}
+			if in.health.Fire(now, health.APIError, msg, records.Field{Key: "http_status", Value: ge.Status},
+				records.Field{Key: "graph_error_code", Value: ge.Code}, records.Field{Key: "request_id", Value: ge.RequestID},
+				records.Field{Key: "consecutive_failures", Value: in.failures}, records.Field{Key: "retry_in_seconds", Value: wait}) {
+				in.log.Errorf("%s; retrying in %s", msg, wait.Round(time.Second))
+			}
+		} else {
+			in.log.Warnf("%v; retrying in %s", ge, wait.Round(time.Millisecond))
+		}
+	case errors.As(err, &oe), errors.As(err, &pe):
+		// Restart the query from its first page later; its range stays
+		// pending, so nothing is skipped.
+		in.cur = reading{}
+		wait = in.backoff(in.failures, time.Minute, 15*time.Minute)
+		if in.health.Fire(now, health.APIError, err.Error(), records.Field{Key: "retry_in_seconds", Value: wait}) {
+			in.log.Errorf("%v", err)
+		}
+	default:
+		reqID := ""
+		if errors.As(err, &te) {
+			reqID = te.RequestID
+		}
+		if in.failures >= 3 {
+			msg := fmt.Sprintf("%v (%d failures in a row)", err, in.failures)
+			if in.health.Fire(now, health.APIError, in.log.Scrub(msg), records.Field{Key: "request_id", Value: reqID},
+				records.Field{Key: "consecutive_failures", Value: in.failures}, records.Field{Key: "retry_in_seconds", Value: wait}) {
+				in.log.Errorf("%s; retrying in %s", msg, wait.Round(time.Second))
+			}
+		} else {
+			in.log.Warnf("%v; retrying in %s", err, wait.Round(time.Millisecond))
+		}
+	}
+	in.notBefore = now.Add(wait)
+}
+
+// backoff is exponential from base, capped, with ±20% jitter.
+func (in *Instance) backoff(n int, base, cap time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < cap; i++ {
+		d *= 2
+	}
+	d = min(d, cap)
+	j := time.Duration(in.rng.Int63n(int64(d)/5+1)) - d/10
+	return d + j
+}
+
+// checkConditions raises or clears drift and backlog warnings.
+func (in *Instance) checkConditions(now time.Time) {
+	started := in.sched.State().Started
+	switch {
+	case !in.newest.IsZero() && now.Sub(in.newest) > in.cfg.DriftWarning:
+		age := now.Sub(in.newest).Round(time.Second)
+		msg := fmt.Sprintf("the newest event Graph returns is %s old (drift_warning %s): Graph is publishing late, or the tenant has had no sign-ins since", age, config.FormatDuration(in.cfg.DriftWarning))
+		if in.health.Fire(now, health.DriftExceeded, msg, records.Field{Key: "newest_event", Value: in.newest.UTC().Format(time.RFC3339Nano)},
+			records.Field{Key: "drift_seconds", Value: age}) {
+			in.log.Warnf("%s", msg)
+		}
+	case in.newest.IsZero() && !started.IsZero() && now.Sub(started) > in.cfg.DriftWarning && in.lastPoll.After(started):
+		msg := fmt.Sprintf("Graph has returned no event since the plugin started %s ago", now.Sub(started).Round(time.Second))
+		if in.health.Fire(now, health.DriftExceeded, msg, records.Field{Key: "drift_seconds", Value: now.Sub(started)}) {
+			in.log.Warnf("%s", msg)
+		}
+	case !in.newest.IsZero():
+		if in.health.Clear(now, health.DriftExceeded, "events are fresh again", records.Field{Key: "newest_event", Value: in.newest.UTC().Format(time.RFC3339Nano)}) {
+			in.log.Infof("drift cleared: newest event %s", in.newest.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	live, rec, n := in.sched.Backlog(now)
+	limit := max(5*in.cfg.PollInterval, 5*time.Minute)
+	if live > limit || rec > 2*in.sched.Lookback()+limit {
+		msg := fmt.Sprintf("collection is behind: the oldest pending live query has waited %s and reconcile sweeps %s (%d queries queued); Graph's budget of 5 requests per 10 seconds cannot keep up, newest events go first",
+			live.Round(time.Second), rec.Round(time.Second), n)
+		if in.health.Fire(now, health.Throttled, msg, records.Field{Key: "live_behind_seconds", Value: live},
+			records.Field{Key: "reconcile_behind_seconds", Value: rec}, records.Field{Key: "queued_queries", Value: n}) {
+			in.log.Warnf("%s", msg)
+		}
+	}
+}
+
+// report logs a summary every ten minutes.
+func (in *Instance) report(now time.Time) {
+	if now.Sub(in.lastReport) < 10*time.Minute {
+		return
+	}
+	in.lastReport = now
+	in.log.Infof("delivered %d events (%d duplicates dropped, %d late arrivals) in %d pages; lookback %s; lateness %s; %d ids held",
+		in.Stats.Delivered, in.Stats.Duplicates, in.Stats.LateArrivals, in.Stats.Pages, config.FormatDuration(in.sched.Lookback()), in.lateness.String(), in.seen.Len())
+}
+
+// Close stops the instance and closes the state file; it is idempotent.
+// An uncommitted batch is not committed: it is delivered again next time.
+func (in *Instance) Close() error {
+	if in.closed {
+		return nil
+	}
+	in.closed = true
+	in.cancel()
+	return in.db.Close()
+}
+
+// Histogram counts lateness (first seen minus event time) in power-of-two
+// second buckets.
+type Histogram struct {
+	buckets [24]int
+	n       int
+	max     time.Duration
+}
+
+// Add counts one lateness.
+func (h *Histogram) Add(d time.Duration) {
+	i := 0
+	for s := time.Second; d > s && i < len(h.buckets)-1; s *= 2 {
+		i++
+	}
+	h.buckets[i]++
+	h.n++
+	h.max = max(h.max, d)
+}
+
+// Quantile is an upper bound of the q-quantile.
+func (h *Histogram) Quantile(q float64) time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	target := int(q*float64(h.n) + 0.5)
+	acc := 0
+	for i, c := range h.buckets {
+		acc += c
+		if acc >= target {
+			return time.Second << i
+		}
+	}
+	return h.max
+}
+
+func (h *Histogram) String() string {
+	if h.n == 0 {
+		return "no events yet"
+	}
+	qs := []float64{0.5, 0.95, 0.99}
+	parts := make([]string, 0, 4)
+	for _, q := range qs {
+		parts = append(parts, fmt.Sprintf("p%d<=%s", int(q*100), h.Quantile(q)))
+	}
+	parts = append(parts, "max "+h.max.Round(time.Second).String())
+	return strings.Join(parts, " ")
+}
