@@ -12,10 +12,7 @@ package graphsim
 
 import (
 	"cmp"
-	"context"
-	"errors"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -127,7 +124,7 @@ type grant struct {
 	expires        time.Time
 }
 
-// New returns a Server that is not listening; use Handler, Start or Serve.
+// New returns a Server that is not listening; serve its Handler or use Start.
 func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -165,35 +162,11 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// Serve serves on l until ctx is done, then shuts down gracefully.
-func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	s.mu.Lock()
-	s.url = "http://" + l.Addr().String()
-	s.mu.Unlock()
-	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return err
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
 // Handler returns the HTTP handler serving both the token endpoint and Graph.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// URL is the base URL once started (by Start or Serve), "" otherwise. It is
-// both the authority host and the Graph host.
+// URL is the base URL once started by Start, "" otherwise. It is both the
+// authority host and the Graph host.
 func (s *Server) URL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -163,7 +163,7 @@ func (s *Server) authorize(r *http.Request, now time.Time) (grant, *reply) {
 	}
 	g, ok := s.tokens[tok]
 	if !ok {
-		return deny("IDX14100: JWT is not well formed, there are no dots (.).")
+		return deny("Access token validation failure.")
 	}
 	if !now.Before(g.expires) {
 		return deny("Access token has expired or is not yet valid.")

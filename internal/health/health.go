@@ -30,35 +30,51 @@ const (
 type Monitor struct {
 	Source   string
 	TenantID string
-	// Repeat is how often an active condition is reported again.
-	Repeat time.Duration
+	// Repeat is the first interval after which an active condition is
+	// reported again; the interval doubles with each repeat, up to
+	// MaxRepeat, so a long outage does not flood the SIEM.
+	Repeat    time.Duration
+	MaxRepeat time.Duration
 	// Enabled turns the records on; when off, Fire and Event still report
 	// (for logging) but nothing is queued.
 	Enabled bool
 
-	active map[Code]time.Time // condition -> last emission
+	active map[Code]*condition
 	last   map[Code]time.Time // one-shot event -> last emission
 	buf    []byte
 	Count  map[Code]int // records emitted, by code
 }
 
+type condition struct {
+	last time.Time
+	wait time.Duration
+}
+
 // New returns a monitor.
 func New(source, tenant string, repeat time.Duration, enabled bool) *Monitor {
-	return &Monitor{Source: source, TenantID: tenant, Repeat: repeat, Enabled: enabled,
-		active: map[Code]time.Time{}, last: map[Code]time.Time{}, Count: map[Code]int{}}
+	return &Monitor{Source: source, TenantID: tenant, Repeat: repeat, MaxRepeat: 16 * repeat, Enabled: enabled,
+		active: map[Code]*condition{}, last: map[Code]time.Time{}, Count: map[Code]int{}}
 }
 
 // Active reports whether a condition is firing.
 func (m *Monitor) Active(c Code) bool { _, ok := m.active[c]; return ok }
 
 // Fire marks a condition active. It queues a record the first time and
-// then at most once per Repeat, and reports whether it did (so the caller
-// logs the same moments).
+// then after Repeat, 2·Repeat, 4·Repeat… (at most MaxRepeat) while the
+// condition lasts, and reports whether it did (so the caller logs the same
+// moments).
 func (m *Monitor) Fire(now time.Time, c Code, msg string, figures ...records.Field) bool {
-	if last, ok := m.active[c]; ok && now.Sub(last) < m.Repeat {
+	cond, ok := m.active[c]
+	if ok && now.Sub(cond.last) < cond.wait {
 		return false
 	}
-	m.active[c] = now
+	if !ok {
+		cond = &condition{wait: m.Repeat}
+		m.active[c] = cond
+	} else {
+		cond.wait = min(2*cond.wait, m.MaxRepeat)
+	}
+	cond.last = now
 	m.emit(now, c, "firing", msg, figures)
 	return true
 }

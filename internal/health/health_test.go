@@ -19,6 +19,9 @@ func TestFireRepeatClear(t *testing.T) {
 	if !m.Fire(t0.Add(16*time.Minute), Throttled, "still slow") {
 		t.Fatal("repeat after the interval suppressed")
 	}
+	if m.Fire(t0.Add(40*time.Minute), Throttled, "still slow") {
+		t.Fatal("the second repeat must wait twice as long")
+	}
 	if !m.Clear(t0.Add(17*time.Minute), Throttled, "ok") || m.Clear(t0.Add(18*time.Minute), Throttled, "ok") {
 		t.Fatal("clear")
 	}

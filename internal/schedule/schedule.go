@@ -188,8 +188,10 @@ func (s *Schedule) Plan(now time.Time) bool {
 		added = true
 	}
 	for i, d := range s.p.Reconcile {
+		// Sweeps advance in steps of the configured lookback: a widened
+		// lookback must not delay them.
 		end := now.Add(-d)
-		if end.Sub(s.st.Cursors[i]) >= s.st.Lookback {
+		if end.Sub(s.st.Cursors[i]) >= s.p.Lookback {
 			s.add(Chunk{From: s.st.Cursors[i], To: end, Class: Reconcile, Planned: now})
 			s.st.Cursors[i] = end
 			added = true

@@ -1,0 +1,190 @@
+// Command graphsim serves the Microsoft Graph simulator on a loopback
+// address for end-to-end tests of the plugin inside a real Fluent Bit.
+//
+// The first lines on stdout name the base URL, which is both the authority
+// host and the Graph host:
+//
+//	graphsim listening on http://127.0.0.1:PORT
+//	URL=http://127.0.0.1:PORT
+//
+// Besides Graph it serves GET /_graphsim/stats (counters as JSON) and
+// PUT /_graphsim/faults (a JSON Faults object) so a test can inspect and
+// steer a running simulator.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/in-msgraph/in_msgraph/internal/graphsim"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "graphsim:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("graphsim", flag.ContinueOnError)
+	var (
+		listen   = fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
+		events   = fs.Int("events", 0, "initial events spread over the last -span")
+		span     = fs.Duration("span", time.Hour, "time range of the initial events")
+		rate     = fs.Float64("rate", 0, "new events per second, generated continuously")
+		lateness = fs.Duration("late-scale", 2*time.Second, "lateness scale of generated events (P95 ≈ 2x, P99 ≈ 5x)")
+		seed     = fs.Int64("seed", 1, "random seed")
+		aliases  = fs.String("tenant-aliases", "", "comma-separated domain aliases of the tenant")
+		opts     graphsim.Options
+		f        graphsim.Faults
+	)
+	fs.BoolVar(&opts.Throttle, "throttle", false, "enforce 5 requests per 10 s per tenant and client")
+	fs.DurationVar(&opts.TokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
+	fs.StringVar(&opts.TenantID, "tenant", graphsim.DefaultTenantID, "tenant ID")
+	fs.StringVar(&opts.ClientID, "client-id", graphsim.DefaultClientID, "client ID")
+	fs.StringVar(&opts.ClientSecret, "client-secret", graphsim.DefaultClientSecret, "client secret")
+	fs.IntVar(&opts.MaxPageSize, "max-page-size", 1000, "largest and default $top")
+	fs.DurationVar(&opts.MaxFilterAge, "max-filter-age", 90*24*time.Hour, "oldest accepted filter datetime, relative to now")
+	fs.Float64Var(&f.Rate429, "fault-429", 0, "probability of an injected 429 per Graph request")
+	fs.Float64Var(&f.Rate503, "fault-503", 0, "probability of an injected 503")
+	fs.Float64Var(&f.Rate500, "fault-500", 0, "probability of an injected 500")
+	fs.Float64Var(&f.Rate504, "fault-504", 0, "probability of an injected 504")
+	fs.Float64Var(&f.RateTruncated, "fault-truncated", 0, "probability of a truncated 200 body")
+	fs.BoolVar(&f.Licence403, "licence-403", false, "answer signIns with the licence 403")
+	fs.BoolVar(&f.Permission403, "permission-403", false, "answer signIns with the permission 403")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *rate < 0 || *events < 0 {
+		return errors.New("-rate and -events must not be negative")
+	}
+	opts.Seed, opts.Faults = *seed, f
+	if *aliases != "" {
+		opts.TenantAliases = strings.Split(*aliases, ",")
+	}
+
+	if err := checkLoopback(*listen); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	// A host name such as localhost could resolve elsewhere; check what
+	// was actually bound.
+	if ip := l.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		l.Close()
+		return fmt.Errorf("-listen %s bound to non-loopback %s", *listen, ip)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	sim := graphsim.New(opts)
+	rng := rand.New(rand.NewPCG(uint64(*seed), 1))
+	late := graphsim.RealisticLateness(*lateness)
+	now := time.Now()
+	sim.Add(graphsim.Generate(rng, now.Add(-*span), now, *events, late)...)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_graphsim/stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(sim.Stats())
+	})
+	mux.HandleFunc("PUT /_graphsim/faults", func(w http.ResponseWriter, r *http.Request) {
+		var nf graphsim.Faults
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&nf); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		sim.SetFaults(nf)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.Handle("/", sim.Handler())
+
+	base := "http://" + l.Addr().String()
+	fmt.Printf("graphsim listening on %s\nURL=%s\n", base, base)
+	fmt.Fprintf(os.Stderr, "graphsim: tenant=%s client_id=%s events=%d rate=%g/s throttle=%t token_lifetime=%s\n",
+		opts.TenantID, opts.ClientID, *events, *rate, opts.Throttle, opts.TokenLifetime)
+
+	genDone := make(chan struct{})
+	go func() {
+		defer close(genDone)
+		generate(ctx, sim, rng, *rate, late, now)
+	}()
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = hs.Shutdown(sctx)
+		cancel()
+	}
+	stop()
+	<-genDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// generate adds rate events per second, created since the previous tick,
+// until ctx is done. It owns rng from here on.
+func generate(ctx context.Context, sim *graphsim.Server, rng *rand.Rand, rate float64, late graphsim.Lateness, last time.Time) {
+	if rate <= 0 {
+		<-ctx.Done()
+		return
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var owed float64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			owed += rate * now.Sub(last).Seconds()
+			n := int(owed)
+			owed -= float64(n)
+			if n > 0 {
+				sim.Add(graphsim.Generate(rng, last, now, n, late)...)
+			}
+			last = now
+		}
+	}
+}
+
+// checkLoopback refuses addresses that would expose the simulator, which
+// accepts a well-known secret, beyond this machine.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-listen %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("-listen %q: only loopback addresses are allowed", addr)
+	}
+	return nil
+}
