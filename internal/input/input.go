@@ -272,7 +272,7 @@ func (in *Instance) readPage(now time.Time) {
 	if now.Before(in.notBefore) {
 		return
 	}
-	chunk, ok := in.sched.Next()
+	chunk, ok := in.sched.Next(in.Stats.Requests%schedule.ReconcileShare == schedule.ReconcileShare-1)
 	if !ok {
 		return
 	}
@@ -309,6 +309,7 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	in.onSuccess(now)
 	in.Stats.Pages++
+	in.log.Debugf("at %s: %s query %s..%s: page of %d events, more=%t", now.UTC().Format("15:04:05.0"), chunk.Class, chunk.From.UTC().Format(time.RFC3339Nano), chunk.To.UTC().Format(time.RFC3339Nano), len(in.page.Records), in.page.NextLink != "")
 	res := schedule.PageResult{Count: len(in.page.Records), More: in.page.NextLink != ""}
 	for i, r := range in.page.Records {
 		t := time.Unix(0, r.Created)
@@ -349,9 +350,14 @@ func (in *Instance) Commit() {
 		return
 	}
 	now := in.now()
+	// Lateness is measured only for events that happened while the input
+	// was running: the first query's backlog says nothing about Graph.
+	started := in.sched.Started().UnixNano()
 	for _, e := range c.add {
 		in.seen.Add(e.Key, e.Time)
-		in.lateness.Add(c.when.Sub(time.Unix(0, e.Time)))
+		if e.Time >= started {
+			in.lateness.Add(c.when.Sub(time.Unix(0, e.Time)))
+		}
 	}
 	in.Stats.Delivered += len(c.add)
 	if c.class == schedule.Reconcile && len(c.add) > 0 {
@@ -545,7 +551,7 @@ func (in *Instance) backoff(n int, base, cap time.Duration) time.Duration {
 
 // checkConditions raises or clears drift and backlog warnings.
 func (in *Instance) checkConditions(now time.Time) {
-	started := in.sched.State().Started
+	started := in.sched.Started()
 	switch {
 	case !in.newest.IsZero() && now.Sub(in.newest) > in.cfg.DriftWarning:
 		age := now.Sub(in.newest).Round(time.Second)

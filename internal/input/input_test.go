@@ -437,3 +437,66 @@ func TestHistogram(t *testing.T) {
 		t.Fatalf("%s", h.String())
 	}
 }
+
+// TestOverBudgetScheduleStillFindsStragglers polls every second, which
+// needs more requests than Graph's budget gives, with faults, expiring
+// tokens and two restarts: live work never runs out, yet the reconcile
+// sweeps still run and find events 20 s late (past lookback).
+func TestOverBudgetScheduleStillFindsStragglers(t *testing.T) {
+	for seed := int64(1); seed <= 3; seed++ {
+		r := newRig(t, graphsim.Options{Throttle: true, Seed: seed, TokenLifetime: 3 * time.Second,
+			Faults: graphsim.Faults{Rate429: 0.05, Rate503: 0.03, Rate500: 0.03, Rate504: 0.02, RateTruncated: 0.03}},
+			"poll_interval", "1s", "lookback", "4s", "reconcile", "12s,30s", "initial_lookback", "1m")
+		for i := range 450 {
+			now := r.clk.Now()
+			addEvents(r.sim, seed*1000+int64(i), now.Add(-100*time.Millisecond), now, 3, graphsim.RealisticLateness(400*time.Millisecond))
+			if i%50 == 0 {
+				addEvents(r.sim, seed*1000+int64(i)+500, now.Add(-time.Second), now, 1, fixedLateness(20*time.Second))
+			}
+			r.tick(100 * time.Millisecond)
+			if i == 150 || i == 300 {
+				r.restart()
+			}
+		}
+		r.run(90*time.Second, 100*time.Millisecond)
+		if _, dups, missed := r.verify(0); dups+missed > 0 {
+			t.Fatalf("seed %d: %d duplicates, %d missed", seed, dups, missed)
+		}
+	}
+}
+
+// BenchmarkCollect measures the whole core per event: an HTTP request to
+// the simulator over loopback, transcoding, de-duplication and the bbolt
+// commit, with pages of 1000 new events.
+func BenchmarkCollect(b *testing.B) {
+	clk := &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
+	sim := graphsim.Start(b, graphsim.Options{Now: clk.Now, Seed: 1})
+	cfg, err := config.Parse(config.MapGetter{
+		"tenant_id": graphsim.DefaultTenantID, "client_id": graphsim.DefaultClientID, "client_secret": graphsim.DefaultClientSecret,
+		"authority_host": sim.URL(), "graph_host": sim.URL(), "initial_lookback": "30d", "lookback": "1h",
+		"db": filepath.Join(b.TempDir(), "state.db"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := b.N * 1000
+	rng := rand2.New(rand2.NewPCG(1, 1))
+	sim.Add(graphsim.Generate(rng, clk.Now().Add(-29*24*time.Hour), clk.Now(), min(n, 200000), fixedLateness(0))...)
+	log := logging.New("bench", logging.Error)
+	in, err := New(cfg, Options{Now: clk.Now, Logger: log, Budget: budget.New(1<<30, time.Second)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	b.ReportAllocs()
+	b.ResetTimer()
+	events := 0
+	for events < min(n, 200000) {
+		clk.Advance(time.Millisecond)
+		if batch := in.Collect(); batch != nil {
+			in.Commit()
+		}
+		events = in.Stats.Delivered
+	}
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+}

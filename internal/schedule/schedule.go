@@ -22,9 +22,11 @@
 // this way is a late arrival, which widens the lookback.
 //
 // Work is a list of pending chunks (time ranges to read), persisted with the
-// de-dup set, so a restart resumes exactly. Chunks are read newest first,
-// live before reconcile; a chunk shrinks after each page (Graph returns
-// events newest first), so it can be interrupted and resumed cheaply.
+// de-dup set, so a restart resumes exactly. Live chunks are read newest
+// first and before reconcile sweeps, which run in the order they fell due
+// and get a share of the requests even when live work never runs out. A
+// chunk shrinks after each page (Graph returns events newest first), so it
+// can be interrupted and resumed cheaply.
 package schedule
 
 import (
@@ -121,6 +123,9 @@ func (s *Schedule) State() State {
 	st.Pending = append([]Chunk(nil), s.st.Pending...)
 	return st
 }
+
+// Started is when the schedule first ran (zero before).
+func (s *Schedule) Started() time.Time { return s.st.Started }
 
 // Lookback is the current lookback (it may have been widened).
 func (s *Schedule) Lookback() time.Duration { return s.st.Lookback }
@@ -226,20 +231,40 @@ func (s *Schedule) add(c Chunk) {
 	s.st.Pending = append(s.st.Pending, c)
 	sort.SliceStable(s.st.Pending, func(i, j int) bool {
 		a, b := s.st.Pending[i], s.st.Pending[j]
-		if a.Class != b.Class {
+		switch {
+		case a.Class != b.Class:
 			return a.Class < b.Class
+		case a.Class == Live:
+			// The newest events first.
+			return a.To.After(b.To)
 		}
-		return a.To.After(b.To)
+		// Sweeps in the order they became due, so that a busy short
+		// delay cannot starve a longer one.
+		return a.Planned.Before(b.Planned)
 	})
 }
 
-// Next returns the chunk to read now, or false when there is none.
-func (s *Schedule) Next() (Chunk, bool) {
+// Next returns the chunk to read now, or false when there is none. Live
+// work comes first, except that with reconcile set a queued reconcile chunk
+// is served: the caller sets it for one request in ReconcileShare, so
+// sweeps progress even when live polls use the whole budget.
+func (s *Schedule) Next(reconcile bool) (Chunk, bool) {
 	if len(s.st.Pending) == 0 {
 		return Chunk{}, false
 	}
+	if reconcile {
+		for _, c := range s.st.Pending {
+			if c.Class == Reconcile {
+				return c, true
+			}
+		}
+	}
 	return s.st.Pending[0], true
 }
+
+// ReconcileShare: one request in this many may go to reconcile work while
+// live work is queued.
+const ReconcileShare = 4
 
 // Pending returns the queued chunks, highest priority first.
 func (s *Schedule) Pending() []Chunk { return append([]Chunk(nil), s.st.Pending...) }

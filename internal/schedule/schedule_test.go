@@ -32,7 +32,7 @@ func simulate(t *testing.T, p Params, d time.Duration, jitter time.Duration, see
 	for now.Before(t0.Add(d)) {
 		s.Plan(now)
 		for {
-			c, ok := s.Next()
+			c, ok := s.Next(false)
 			if !ok {
 				break
 			}
@@ -157,7 +157,7 @@ func TestFirstRunAndReconcileStart(t *testing.T) {
 	p.InitialLookback = 7 * 24 * time.Hour
 	s := New(p)
 	s.Plan(t0)
-	c, _ := s.Next()
+	c, _ := s.Next(false)
 	if !c.From.Equal(t0.Add(-7*24*time.Hour)) || !c.To.Equal(t0) || c.Class != Live {
 		t.Fatalf("first chunk %+v", c)
 	}
@@ -186,7 +186,7 @@ func TestPendingWorkMergesAndShrinks(t *testing.T) {
 	if n := len(s.Pending()); n != 1 {
 		t.Fatalf("%d pending chunks, want 1 merged", n)
 	}
-	c, _ := s.Next()
+	c, _ := s.Next(false)
 	if !c.From.Equal(t0.Add(-30*time.Minute)) || !c.To.Equal(t0.Add(3*time.Minute)) {
 		t.Fatalf("merged chunk %v..%v", c.From, c.To)
 	}
@@ -201,7 +201,7 @@ func TestPendingWorkMergesAndShrinks(t *testing.T) {
 	if n := len(s.Pending()); n != 2 {
 		t.Fatalf("%d pending, want 2", n)
 	}
-	next, _ := s.Next()
+	next, _ := s.Next(false)
 	if next.ID == c.ID {
 		t.Fatal("newer live work must come first")
 	}
@@ -229,6 +229,9 @@ func TestReconcileYieldsToLive(t *testing.T) {
 	if p[0].Class != Live || p[len(p)-1].Class != Reconcile {
 		t.Fatalf("order %v ... %v", p[0].Class, p[len(p)-1].Class)
 	}
+	if c, _ := s.Next(true); c.Class != Reconcile {
+		t.Fatal("a reconcile turn did not get reconcile work")
+	}
 	live, rec, n := s.Backlog(t0.Add(3 * time.Hour))
 	if live != 3*time.Hour || rec <= 0 || n != len(p) {
 		t.Fatalf("backlog %v %v %d", live, rec, n)
@@ -244,7 +247,7 @@ func TestHorizonAndWiden(t *testing.T) {
 	for ; now.Before(t0.Add(30 * time.Hour)); now = now.Add(time.Minute) {
 		s.Plan(now)
 		for {
-			c, ok := s.Next()
+			c, ok := s.Next(false)
 			if !ok {
 				break
 			}
