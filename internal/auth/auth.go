@@ -168,6 +168,7 @@ var fixes = map[string]string{
 	"70011":   "the scope is invalid: check graph_host (the scope is graph_host/.default)",
 	"500011":  "the Graph resource was not found in this tenant's cloud: check that graph_host and authority_host belong to the same cloud",
 	"7000218": "no credential was sent: set client_secret or client_secret_file",
+	"7000216": "no credential was sent: set client_secret or client_secret_file",
 	"7000112": "the application is disabled in this tenant: re-enable it in Entra ID > Enterprise applications",
 	"53003":   "a Conditional Access policy blocked the token: exclude this workload identity or allow its network location",
 	"700024":  "the client assertion is not valid: check the clock of this machine",

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -77,7 +78,22 @@ func (c *Client) SameOrigin(link string) bool {
 	if err != nil {
 		return false
 	}
-	return strings.EqualFold(u.Scheme, c.host.Scheme) && strings.EqualFold(u.Host, c.host.Host) && u.User == nil
+	return strings.EqualFold(u.Scheme, c.host.Scheme) && strings.EqualFold(u.Hostname(), c.host.Hostname()) &&
+		port(u) == port(c.host) && u.User == nil
+}
+
+// port is the URL's port, or its scheme's default.
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return "443"
+	case "http":
+		return "80"
+	}
+	return ""
 }
 
 // PageURL builds the first page URL of a collection filtered on a time
@@ -210,10 +226,10 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if f <= 0 || f > 3600 {
+		if !(f > 0) || math.IsInf(f, 0) { // also NaN
 			return 0
 		}
-		return time.Duration(f * float64(time.Second))
+		return min(time.Duration(min(f, 3600)*float64(time.Second)), time.Hour)
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return min(t.Sub(now), time.Hour)

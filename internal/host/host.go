@@ -34,6 +34,7 @@ type Host struct {
 	mu        sync.Mutex
 	instances map[Handle]*entry
 	next      Handle
+	named     int    // instances named so far, for msgraph.N
 	legacy    Handle // the one instance of a Fluent Bit without Ctx callbacks
 	paused    atomic.Bool
 	// NewOptions lets tests replace clocks and transports.
@@ -62,9 +63,13 @@ func (h *Host) Init(g config.Getter, perInstance bool) (Handle, error) {
 	}
 	h.next++
 	handle := h.next
-	name := fmt.Sprintf("msgraph.%d", len(h.instances))
+	name := fmt.Sprintf("msgraph.%d", h.named)
+	h.named++
 	if alias := strings.TrimSpace(g.Get("alias")); alias != "" {
 		name = alias
+	}
+	if !perInstance {
+		h.legacy = handle // reserved now, so an overlapping Init sees it
 	}
 	h.mu.Unlock()
 
@@ -77,15 +82,15 @@ func (h *Host) Init(g config.Getter, perInstance bool) (Handle, error) {
 		opts.Logger = logging.New(name, logging.ParseLevel(g.Get("log_level")))
 	}
 	in, err := input.New(cfg, opts)
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if err != nil {
+		if h.legacy == handle {
+			h.legacy = 0
+		}
 		return 0, err
 	}
-	h.mu.Lock()
 	h.instances[handle] = &entry{in: in, name: name}
-	if !perInstance {
-		h.legacy = handle
-	}
-	h.mu.Unlock()
 	return handle, nil
 }
 
@@ -145,6 +150,7 @@ func (h *Host) StopAll() error {
 	all := h.instances
 	h.instances = map[Handle]*entry{}
 	h.legacy = 0
+	h.named = 0
 	h.mu.Unlock()
 	var errs []error
 	for _, e := range all {
