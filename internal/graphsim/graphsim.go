@@ -224,6 +224,23 @@ func (s *Server) Events() []Event {
 	return slices.Clone(s.events)
 }
 
+// Remove deletes the events created before t, as Graph does when they pass
+// its retention (or when a licence lapses), and returns how many it removed.
+func (s *Server) Remove(before time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.events[:0]
+	for _, e := range s.events {
+		if !e.Created.Before(before) {
+			kept = append(kept, e)
+		}
+	}
+	n := len(s.events) - len(kept)
+	clear(s.events[len(kept):])
+	s.events = kept
+	return n
+}
+
 // Stats returns a copy of the counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()

@@ -500,3 +500,59 @@ func BenchmarkCollect(b *testing.B) {
 	}
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 }
+
+func TestEmptyResultWarnsWhenGraphLosesEvents(t *testing.T) {
+	r := newRig(t, graphsim.Options{Seed: 9})
+	addEvents(r.sim, 13, r.clk.Now().Add(-10*time.Minute), r.clk.Now().Add(10*time.Minute), 200, fixedLateness(0))
+	r.run(12*time.Minute, 5*time.Second)
+	if len(r.events) == 0 {
+		t.Fatal("nothing delivered")
+	}
+	// Graph drops what it had: the next re-read of those ranges is empty.
+	r.sim.Remove(r.clk.Now())
+	r.run(40*time.Minute, 5*time.Second)
+	var rec *records.Event
+	for i, h := range r.health {
+		if h.Fields["msgraph_warning"] == "empty_result" {
+			rec = &r.health[i]
+			break
+		}
+	}
+	if rec == nil {
+		t.Fatalf("no empty_result record: %v", r.healthCodes())
+	}
+	if n, _ := rec.Fields["delivered_before"].(int64); n <= 0 || !strings.Contains(rec.Fields["message"].(string), "were delivered from that range before") {
+		t.Fatalf("record %v", rec.Fields)
+	}
+	addEvents(r.sim, 14, r.clk.Now().Add(-time.Minute), r.clk.Now(), 5, fixedLateness(0))
+	r.run(5*time.Minute, 5*time.Second)
+	if r.healthCodes()["empty_result/resolved"] != 1 {
+		t.Fatalf("no recovery: %v", r.healthCodes())
+	}
+}
+
+func TestSustained429sRaiseThrottled(t *testing.T) {
+	r := newRig(t, graphsim.Options{Seed: 10, Faults: graphsim.Faults{Rate429: 1}})
+	addEvents(r.sim, 15, r.clk.Now().Add(-5*time.Minute), r.clk.Now(), 20, fixedLateness(0))
+	r.run(time.Minute, time.Second)
+	h := r.healthCodes()
+	if h["throttled/firing"] != 1 {
+		t.Fatalf("health %v", h)
+	}
+	for _, e := range r.health {
+		if e.Fields["msgraph_warning"] == "throttled" {
+			if n, _ := e.Fields["consecutive_429"].(int64); n < 3 {
+				t.Fatalf("record %v", e.Fields)
+			}
+		}
+	}
+	// Retry-After is honoured: requests are spaced, not hammered.
+	if n := r.sim.Stats().ByStatus[429]; n > 40 {
+		t.Fatalf("%d requests in a minute of 429s", n)
+	}
+	r.sim.SetFaults(graphsim.Faults{})
+	r.run(time.Minute, time.Second)
+	if r.healthCodes()["throttled/resolved"] != 1 || len(r.events) != 20 {
+		t.Fatalf("after 429s stop: %v, %d events", r.healthCodes(), len(r.events))
+	}
+}
