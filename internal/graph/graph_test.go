@@ -25,25 +25,8 @@ import (
 
 const signIns = "/v1.0/auditLogs/signIns"
 
-// clock is a manually advanced time source shared by the simulator and the
-// client, so expiry and Retry-After are decided without sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newClock() *graphsim.Clock {
+	return graphsim.NewClock(time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC))
 }
 
 // transport returns a private transport whose idle connections are closed
@@ -56,7 +39,7 @@ func transport(t *testing.T) *http.Transport {
 
 // simRig is a simulator and a client of it, on one clock.
 type simRig struct {
-	clk    *clock
+	clk    *graphsim.Clock
 	sim    *graphsim.Server
 	tokens *auth.Source
 	client *graph.Client

@@ -22,29 +22,12 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/records"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 const events = 30
 
 // rig is a host whose instances read one simulator on one clock.
 type rig struct {
 	t   *testing.T
-	clk *clock
+	clk *graphsim.Clock
 	sim *graphsim.Server
 	h   *host.Host
 	dir string
@@ -55,7 +38,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
+	clk := graphsim.NewClock(time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC))
 	sim := graphsim.Start(t, graphsim.Options{Now: clk.Now, Seed: 1})
 	rng := rand2.New(rand2.NewPCG(1, 2))
 	sim.Add(graphsim.Generate(rng, clk.Now().Add(-10*time.Minute), clk.Now().Add(-time.Minute), events, nil)...)

@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,23 +20,11 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/records"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // rig is a simulator, a clock and an input wired together, with everything
 // the input delivered.
 type rig struct {
 	t      *testing.T
-	clk    *clock
+	clk    *graphsim.Clock
 	sim    *graphsim.Server
 	cfg    config.Config
 	in     *Instance
@@ -50,7 +37,7 @@ type rig struct {
 
 func newRig(t *testing.T, simOpts graphsim.Options, kv ...string) *rig {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
+	clk := graphsim.NewClock(time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC))
 	simOpts.Now = clk.Now
 	sim := graphsim.Start(t, simOpts)
 	props := config.MapGetter{
@@ -469,7 +456,7 @@ func TestOverBudgetScheduleStillFindsStragglers(t *testing.T) {
 // the simulator over loopback, transcoding, de-duplication and the bbolt
 // commit, with pages of 1000 new events.
 func BenchmarkCollect(b *testing.B) {
-	clk := &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
+	clk := graphsim.NewClock(time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC))
 	sim := graphsim.Start(b, graphsim.Options{Now: clk.Now, Seed: 1})
 	cfg, err := config.Parse(config.MapGetter{
 		"tenant_id": graphsim.DefaultTenantID, "client_id": graphsim.DefaultClientID, "client_secret": graphsim.DefaultClientSecret,
