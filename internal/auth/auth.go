@@ -1,8 +1,12 @@
 // Package auth obtains Microsoft Entra ID access tokens for Microsoft Graph
-// with the OAuth 2.0 client credentials flow, through golang.org/x/oauth2.
-// Tokens are cached by oauth2.ReuseTokenSource and refreshed before they
-// expire; a secret kept in a file is read again for every token request, so
-// a rotated Kubernetes secret is picked up without a restart.
+// through golang.org/x/oauth2: with the client credentials flow and a
+// client secret, a certificate-signed client assertion or a federated
+// (AKS workload identity) token, or from the Azure Instance Metadata
+// Service for a managed identity. Tokens are cached by
+// oauth2.ReuseTokenSource and refreshed before they expire; a secret file
+// and a federated token file are read again for every token request, so a
+// rotated Kubernetes secret or projected token is picked up without a
+// restart.
 package auth
 
 import (
@@ -10,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,16 +24,50 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 )
 
+// Credential kinds, the values of Credentials.Kind.
+const (
+	KindClientSecret     = "client_secret"
+	KindCertificate      = "certificate"
+	KindWorkloadIdentity = "workload_identity"
+	KindManagedIdentity  = "managed_identity"
+)
+
+// DefaultIMDSEndpoint is the token endpoint of the Azure Instance Metadata
+// Service, reachable from Azure VMs, scale sets and AKS nodes.
+const DefaultIMDSEndpoint = "http://169.254.169.254/metadata/identity/oauth2/token"
+
+// jwtBearer is the client_assertion_type of certificate and federated
+// assertions.
+const jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
 // Credentials say who asks for tokens, and where.
 type Credentials struct {
-	TenantID      string
-	ClientID      string
-	Secret        string                 // the client secret, or
-	SecretFile    func() (string, error) // a reader of the secret file
-	AuthorityHost string                 // e.g. https://login.microsoftonline.com
-	Scope         string                 // e.g. https://graph.microsoft.com/.default
-	HTTPClient    *http.Client           // used for token requests
-	Timeout       time.Duration          // per token request
+	// Kind is KindClientSecret (also when empty), KindCertificate,
+	// KindWorkloadIdentity or KindManagedIdentity.
+	Kind     string
+	TenantID string
+	// ClientID is the application; for a managed identity, the client ID
+	// of a user-assigned identity, or empty for the system-assigned one.
+	ClientID   string
+	Secret     string                 // the client secret, or
+	SecretFile func() (string, error) // a reader of the secret file
+	// Certificate signs the client assertions of KindCertificate.
+	Certificate *Certificate
+	// FederatedTokenFile holds the federated token of KindWorkloadIdentity;
+	// it is read again for every token request.
+	FederatedTokenFile string
+	// IMDSEndpoint is the managed identity token endpoint
+	// (DefaultIMDSEndpoint when empty).
+	IMDSEndpoint string
+	// Resource is what a managed identity asks IMDS for: the Graph host
+	// with a trailing slash, e.g. https://graph.microsoft.com/.
+	Resource      string
+	AuthorityHost string        // e.g. https://login.microsoftonline.com
+	Scope         string        // e.g. https://graph.microsoft.com/.default
+	HTTPClient    *http.Client  // used for token requests
+	Timeout       time.Duration // per token request
+	// Now is the clock of the assertion claims (nil means time.Now).
+	Now func() time.Time
 }
 
 // TokenURL is the v2.0 token endpoint of the tenant.
@@ -36,10 +75,25 @@ func (c Credentials) TokenURL() string {
 	return strings.TrimSuffix(c.AuthorityHost, "/") + "/" + c.TenantID + "/oauth2/v2.0/token"
 }
 
+func (c Credentials) kind() string {
+	if c.Kind == "" {
+		return KindClientSecret
+	}
+	return c.Kind
+}
+
+func (c Credentials) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
 // Source is an oauth2.TokenSource that can be told to drop its cached token
 // (after Graph answered 401).
 type Source struct {
 	creds Credentials
+	imds  *http.Client // for KindManagedIdentity
 	mu    sync.Mutex
 	reuse oauth2.TokenSource
 	// Fetches counts token requests that succeeded, Failures those refused.
@@ -49,6 +103,9 @@ type Source struct {
 // New returns a caching token source.
 func New(c Credentials) *Source {
 	s := &Source{creds: c}
+	if c.kind() == KindManagedIdentity {
+		s.imds = imdsClient(c.HTTPClient)
+	}
 	s.reuse = s.newReuse()
 	return s
 }
@@ -79,22 +136,6 @@ type fetcher struct{ s *Source }
 func (f fetcher) Token() (*oauth2.Token, error) {
 	s := f.s
 	c := s.creds
-	secret := c.Secret
-	if c.SecretFile != nil {
-		v, err := c.SecretFile()
-		if err != nil {
-			s.count(false)
-			return nil, &Error{Cause: "client_secret_file: " + err.Error(), Fix: "make the secret file readable by Fluent Bit"}
-		}
-		secret = v
-	}
-	cfg := clientcredentials.Config{
-		ClientID:     c.ClientID,
-		ClientSecret: secret,
-		TokenURL:     c.TokenURL(),
-		Scopes:       []string{c.Scope},
-		AuthStyle:    oauth2.AuthStyleInParams,
-	}
 	ctx := context.Background()
 	if c.HTTPClient != nil {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, c.HTTPClient)
@@ -105,10 +146,24 @@ func (f fetcher) Token() (*oauth2.Token, error) {
 		defer cancel()
 	}
 	issued := time.Now()
-	tok, err := cfg.Token(ctx)
+	var tok *oauth2.Token
+	var err error
+	switch c.kind() {
+	case KindClientSecret:
+		tok, err = s.secretToken(ctx)
+	case KindCertificate:
+		tok, err = s.certificateToken(ctx)
+	case KindWorkloadIdentity:
+		tok, err = s.workloadToken(ctx)
+	case KindManagedIdentity:
+		tok, err = s.imdsToken(ctx)
+	default:
+		err = &Error{Cause: fmt.Sprintf("unknown credential kind %q", c.Kind),
+			Fix: "use client_secret, certificate, workload_identity or managed_identity"}
+	}
 	if err != nil {
 		s.count(false)
-		return nil, classify(err, secret)
+		return nil, err
 	}
 	s.count(true)
 	if !tok.Expiry.IsZero() {
@@ -116,6 +171,38 @@ func (f fetcher) Token() (*oauth2.Token, error) {
 		// so that a token is never sent in its last moments.
 		life := tok.Expiry.Sub(issued)
 		tok.Expiry = tok.Expiry.Add(-min(life/10, 5*time.Minute))
+	}
+	return tok, nil
+}
+
+func (s *Source) secretToken(ctx context.Context) (*oauth2.Token, error) {
+	c := s.creds
+	secret := c.Secret
+	if c.SecretFile != nil {
+		v, err := c.SecretFile()
+		if err != nil {
+			return nil, &Error{Cause: "client_secret_file: " + err.Error(), Fix: "make the secret file readable by Fluent Bit"}
+		}
+		secret = v
+	}
+	return s.clientCredentials(ctx, secret, nil, secret)
+}
+
+// clientCredentials runs the client credentials grant with either a secret
+// or the assertion in params; redact lists what must not appear in errors.
+func (s *Source) clientCredentials(ctx context.Context, secret string, params url.Values, redact ...string) (*oauth2.Token, error) {
+	c := s.creds
+	cfg := clientcredentials.Config{
+		ClientID:       c.ClientID,
+		ClientSecret:   secret,
+		TokenURL:       c.TokenURL(),
+		Scopes:         []string{c.Scope},
+		EndpointParams: params,
+		AuthStyle:      oauth2.AuthStyleInParams,
+	}
+	tok, err := cfg.Token(ctx)
+	if err != nil {
+		return nil, classify(c.kind(), err, redact...)
 	}
 	return tok, nil
 }
@@ -173,9 +260,45 @@ var fixes = map[string]string{
 	"53003":   "a Conditional Access policy blocked the token: exclude this workload identity or allow its network location",
 	"700024":  "the client assertion is not valid: check the clock of this machine",
 	"1002012": "the scope is invalid: check graph_host",
+	"700027":  "the certificate is not registered on the app or the assertion signature is invalid: upload this certificate (its thumbprint is logged at start) to the app registration's Certificates & secrets page",
+	"700023":  "the assertion's audience is not this tenant's token endpoint: check tenant_id, and that authority_host is the tenant's cloud",
+	"700021":  "the assertion was made for another application: check client_id",
+	"700025":  "the app registration is a public client, which cannot use a secret or certificate: set Allow public client flows to No on its Authentication page",
+	"50012":   "the certificate or its chain was refused: check that the certificate uploaded to the app registration is the one in certificate_file",
+	"700211":  "no federated credential on the app matches the token's issuer: add a federated credential for this service account's issuer (the cluster's OIDC issuer URL) and subject (system:serviceaccount:NAMESPACE:NAME)",
+	"700212":  "no federated credential on the app matches the token's audience: the federated credential's audience must be api://AzureADTokenExchange",
+	"700213":  "no federated credential on the app matches the token's subject: it must be system:serviceaccount:NAMESPACE:NAME of this pod's service account, exactly (case-sensitive)",
+	"70021":   "no federated credential on the app matches the token: add a federated credential for this service account's issuer and subject, with audience api://AzureADTokenExchange",
+	"50027":   "the client assertion is not a valid JWT",
 }
 
-func classify(err error, secret string) error {
+// kindFixes override fixes where the same code means something else for a
+// credential kind.
+var kindFixes = map[string]map[string]string{
+	KindCertificate: {
+		"700024": "the client assertion is outside its valid time range: check the clock of this machine (NTP)",
+	},
+	KindWorkloadIdentity: {
+		"700024": "the projected service account token has expired: kubelet refreshes it well before expiry, so check that federated_token_file is the file the Azure Workload Identity webhook mounts (not a copy), and the clock of this machine",
+		"50027":  "the federated token file does not hold a JWT: it must be the projected service account token the Azure Workload Identity webhook mounts",
+	},
+}
+
+// defaultFixes are given for codes without a fix.
+var defaultFixes = map[string]string{
+	KindClientSecret:     "check tenant_id, client_id and the client secret",
+	KindCertificate:      "check tenant_id, client_id, and that the certificate is uploaded to the app registration",
+	KindWorkloadIdentity: "check tenant_id, client_id, and the app's federated credential for this service account",
+}
+
+func fixFor(kind, code string) string {
+	if f, ok := kindFixes[kind][code]; ok {
+		return f
+	}
+	return fixes[code]
+}
+
+func classify(kind string, err error, secrets ...string) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		e := &Error{Status: 0, Cause: strings.TrimSpace(re.ErrorDescription)}
@@ -184,15 +307,9 @@ func classify(err error, secret string) error {
 		}
 		if m := aadsts.FindStringSubmatch(re.ErrorDescription); m != nil {
 			e.Code = "AADSTS" + m[1]
-			e.Fix = fixes[m[1]]
+			e.Fix = fixFor(kind, m[1])
 		}
-		// Keep the first sentence: Entra appends trace and timestamp lines.
-		if i := strings.Index(e.Cause, "\n"); i >= 0 {
-			e.Cause = strings.TrimSpace(e.Cause[:i])
-		}
-		if i := strings.Index(e.Cause, " Trace ID:"); i >= 0 {
-			e.Cause = e.Cause[:i]
-		}
+		e.Cause = firstSentence(e.Cause)
 		if e.Cause == "" {
 			e.Cause = re.ErrorCode
 		}
@@ -203,17 +320,31 @@ func classify(err error, secret string) error {
 			e.Temporary = true
 		}
 		if e.Fix == "" && !e.Temporary {
-			e.Fix = "check tenant_id, client_id and the client secret"
+			e.Fix = defaultFixes[kind]
 		}
-		e.Cause = redact(e.Cause, secret)
+		e.Cause = redact(e.Cause, secrets...)
 		return e
 	}
-	return &Error{Cause: redact(err.Error(), secret), Fix: "check that authority_host is reachable from this machine (proxy, DNS, firewall)", Temporary: true}
+	return &Error{Cause: redact(err.Error(), secrets...), Fix: "check that authority_host is reachable from this machine (proxy, DNS, firewall)", Temporary: true}
 }
 
-func redact(s, secret string) string {
-	if secret != "" {
-		s = strings.ReplaceAll(s, secret, "(redacted)")
+// firstSentence drops the trace, correlation and timestamp lines Entra
+// appends to a description.
+func firstSentence(s string) string {
+	if i := strings.Index(s, "\n"); i >= 0 {
+		s = strings.TrimSpace(s[:i])
+	}
+	if i := strings.Index(s, " Trace ID:"); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+func redact(s string, secrets ...string) string {
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "(redacted)")
+		}
 	}
 	return s
 }

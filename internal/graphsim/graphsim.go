@@ -1,7 +1,10 @@
 // Package graphsim is an in-process Microsoft Graph and Entra ID token
 // endpoint simulator for the sign-in log API. It reproduces what a pull
 // client has to survive in production: the OAuth2 client-credentials
-// exchange with Entra-style error bodies, expiring bearer tokens,
+// exchange with Entra-style error bodies (with a client secret, a
+// certificate-signed client assertion verified for real, or a federated
+// workload identity token), the Azure Instance Metadata Service (IMDS)
+// token endpoint of a managed identity, expiring bearer tokens,
 // newest-first paging with opaque skip tokens that stay stable across
 // retries, strict $filter validation, events that become visible only some
 // time after their createdDateTime, per-tenant throttling with a fractional
@@ -12,6 +15,7 @@ package graphsim
 
 import (
 	"cmp"
+	"crypto/x509"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -59,10 +63,27 @@ type Options struct {
 	// MaxFilterAge rejects filter datetimes older than now-MaxFilterAge
 	// (default 90 days), as Graph does.
 	MaxFilterAge time.Duration
+
+	// ClientCertificates are the certificates registered on the
+	// application ClientID: a client assertion must be signed with the key
+	// of one of them and presented while it is valid. See
+	// SetClientCertificates.
+	ClientCertificates []*x509.Certificate
+	// FederatedTokens are the federated (workload identity) tokens
+	// accepted as a client_assertion, compared verbatim. See
+	// SetFederatedTokens.
+	FederatedTokens []string
+	// ManagedIdentityClientIDs are the user-assigned managed identities of
+	// the simulated VM; its system-assigned identity always exists.
+	ManagedIdentityClientIDs []string
+	// IMDSFaults is the initial IMDS fault configuration; see
+	// SetIMDSFaults.
+	IMDSFaults IMDSFaults
 }
 
 // Faults selects injected failures. Rates are per Graph request
-// probabilities; the token endpoint is never faulted.
+// probabilities; the token endpoint is never faulted, and IMDS has its own
+// IMDSFaults.
 type Faults struct {
 	Rate429       float64 // 429 with a fractional Retry-After in [0.1, 2]
 	Rate503       float64 // 503 with Retry-After: 1
@@ -88,15 +109,20 @@ type Event struct {
 
 // Stats counts what the server saw and answered.
 type Stats struct {
-	Requests      int         // all HTTP requests, token endpoint included
-	ByStatus      map[int]int // responses by status code
-	Tokens        int         // access tokens issued
-	TokenErrors   int         // token requests refused
-	Throttled     int         // 429s from the rate limit (injected 429s show only in ByStatus)
-	Truncated     int         // truncated bodies sent
-	Pages         int         // complete signIns pages sent
-	Unauthorized  int         // 401s
-	MaxConcurrent int         // most requests in flight at once
+	Requests     int         // all HTTP requests, token endpoint and IMDS included
+	ByStatus     map[int]int // responses by status code
+	Tokens       int         // access tokens issued by the token endpoint
+	TokenErrors  int         // token endpoint requests refused
+	IMDSRequests int         // requests to the IMDS token endpoint
+	IMDSTokens   int         // access tokens issued by IMDS
+	// ByCredential counts the access tokens issued per credential:
+	// "client_secret", "certificate", "federated" and "managed_identity".
+	ByCredential  map[string]int
+	Throttled     int // 429s from the rate limit (injected 429s show only in ByStatus)
+	Truncated     int // truncated bodies sent
+	Pages         int // complete signIns pages sent
+	Unauthorized  int // 401s
+	MaxConcurrent int // most requests in flight at once
 }
 
 // Server is the simulator. All methods are safe for concurrent use.
@@ -106,6 +132,9 @@ type Server struct {
 
 	mu        sync.Mutex
 	faults    Faults
+	imdsFault IMDSFaults
+	certs     []*x509.Certificate // registered client certificates
+	federated []string            // accepted federated tokens
 	rng       *rand.Rand
 	events    []Event // sorted ascending by (Created, ID)
 	tokens    map[string]grant
@@ -136,14 +165,18 @@ func New(opts Options) *Server {
 	opts.TokenLifetime = cmp.Or(opts.TokenLifetime, time.Hour)
 	opts.MaxPageSize = cmp.Or(opts.MaxPageSize, 1000)
 	opts.MaxFilterAge = cmp.Or(opts.MaxFilterAge, 90*24*time.Hour)
+	opts.ManagedIdentityClientIDs = slices.Clone(opts.ManagedIdentityClientIDs)
 	s := &Server{
-		opts:   opts,
-		faults: opts.Faults,
-		rng:    rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
-		tokens: make(map[string]grant),
-		hits:   make(map[string][]time.Time),
-		snaps:  make(map[string][][]byte),
-		stats:  Stats{ByStatus: make(map[int]int)},
+		opts:      opts,
+		faults:    opts.Faults,
+		imdsFault: opts.IMDSFaults,
+		certs:     slices.Clone(opts.ClientCertificates),
+		federated: slices.Clone(opts.FederatedTokens),
+		rng:       rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
+		tokens:    make(map[string]grant),
+		hits:      make(map[string][]time.Time),
+		snaps:     make(map[string][][]byte),
+		stats:     Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int)},
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s
@@ -189,6 +222,29 @@ func (s *Server) Close() {
 func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	s.faults = f
+	s.mu.Unlock()
+}
+
+// SetIMDSFaults replaces the IMDS fault configuration.
+func (s *Server) SetIMDSFaults(f IMDSFaults) {
+	s.mu.Lock()
+	s.imdsFault = f
+	s.mu.Unlock()
+}
+
+// SetFederatedTokens replaces the federated tokens accepted as client
+// assertions, as when kubelet rotates a projected service account token.
+func (s *Server) SetFederatedTokens(tokens ...string) {
+	s.mu.Lock()
+	s.federated = slices.Clone(tokens)
+	s.mu.Unlock()
+}
+
+// SetClientCertificates replaces the certificates registered on the
+// application, as when one is uploaded or removed in the portal.
+func (s *Server) SetClientCertificates(certs ...*x509.Certificate) {
+	s.mu.Lock()
+	s.certs = slices.Clone(certs)
 	s.mu.Unlock()
 }
 
@@ -250,6 +306,10 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.stats.ByStatus {
 		st.ByStatus[k] = v
 	}
+	st.ByCredential = make(map[string]int, len(s.stats.ByCredential))
+	for k, v := range s.stats.ByCredential {
+		st.ByCredential[k] = v
+	}
 	return st
 }
 
@@ -281,6 +341,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p == "/v1.0/auditLogs/signIns" || p == "/beta/auditLogs/signIns":
 		s.signIns(rec, r)
+	case p == IMDSPath:
+		s.imds(rec, r)
 	case strings.HasSuffix(p, tokenPathSuffix) && strings.Count(p, "/") == strings.Count(tokenPathSuffix, "/")+1:
 		s.token(rec, r, strings.TrimSuffix(p[1:], tokenPathSuffix))
 	default:

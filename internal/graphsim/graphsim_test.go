@@ -169,7 +169,7 @@ func TestTokenErrors(t *testing.T) {
 		{"no secret", DefaultTenantID, func(f url.Values) { f.Del("client_secret") }, "invalid_client", 7000216},
 		{"unknown client", DefaultTenantID, func(f url.Values) { f.Set("client_id", "00000000-0000-0000-0000-000000000000") }, "unauthorized_client", 700016},
 		{"unknown tenant", "contoso.example", func(url.Values) {}, "invalid_request", 90002},
-		{"wrong scope", DefaultTenantID, func(f url.Values) { f.Set("scope", "https://graph.microsoft.us/.default") }, "invalid_scope", 70011},
+		{"wrong scope", DefaultTenantID, func(f url.Values) { f.Set("scope", "https://graph.example.net/.default") }, "invalid_scope", 70011},
 		{"no scope", DefaultTenantID, func(f url.Values) { f.Del("scope") }, "invalid_scope", 70011},
 		{"bad grant", DefaultTenantID, func(f url.Values) { f.Set("grant_type", "password") }, "unsupported_grant_type", 70003},
 	} {

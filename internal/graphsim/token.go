@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
 
 const (
 	tokenPathSuffix = "/oauth2/v2.0/token"
-	publicScope     = "https://graph.microsoft.com/.default"
 	maxTokens       = 4096
 )
 
@@ -57,20 +57,42 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 			secret = v
 		}
 	}
+	assertion, assertionType := form.Get("client_assertion"), form.Get("client_assertion_type")
+	var cred string
 	switch {
 	case clientID == "":
 		s.tokenError(w, r, http.StatusBadRequest, "invalid_request", 900144,
 			"The request body must contain the following parameter: 'client_id'.")
+		return
 	case !strings.EqualFold(clientID, s.opts.ClientID):
 		s.tokenError(w, r, http.StatusBadRequest, "unauthorized_client", 700016,
 			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, tenant))
-	case secret == "" && form.Get("client_assertion") == "":
+		return
+	case secret != "" && (assertion != "" || assertionType != ""):
+		// Entra authenticates a client with exactly one credential; a
+		// client that sends two has mixed up its configuration.
+		s.tokenError(w, r, http.StatusBadRequest, "invalid_request", 90023,
+			"The request contains both 'client_secret' and 'client_assertion'; present exactly one client credential.")
+		return
+	case secret == "" && assertion == "":
 		s.tokenError(w, r, http.StatusBadRequest, "invalid_client", 7000216,
 			"'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.")
-	case secret != s.opts.ClientSecret:
+		return
+	case secret != "" && secret != s.opts.ClientSecret:
 		s.tokenError(w, r, http.StatusBadRequest, "invalid_client", 7000215,
 			fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", s.opts.ClientID))
-	case !s.validScope(r, form.Get("scope")):
+		return
+	case secret != "":
+		cred = CredentialSecret
+	default:
+		c, rej := s.checkAssertion(r, clientID, assertionType, assertion)
+		if rej != nil {
+			s.tokenError(w, r, rej.status, rej.code, rej.aadsts, rej.msg)
+			return
+		}
+		cred = c
+	}
+	if !s.validScope(r, form.Get("scope")) {
 		if form.Get("scope") == "" {
 			s.tokenError(w, r, http.StatusBadRequest, "invalid_scope", 70011,
 				"The provided request must include a 'scope' input parameter.")
@@ -78,9 +100,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 			s.tokenError(w, r, http.StatusBadRequest, "invalid_scope", 70011,
 				fmt.Sprintf("The provided value for the input parameter 'scope' is not valid. The scope %s is not valid.", form.Get("scope")))
 		}
-	default:
-		s.issue(w)
+		return
 	}
+	s.issue(w, cred)
 }
 
 func (s *Server) knownTenant(t string) bool {
@@ -95,30 +117,51 @@ func (s *Server) knownTenant(t string) bool {
 	return false
 }
 
-// validScope accepts the simulator's own Graph host as well as the public
-// one, so a client configured for either can be exercised.
-func (s *Server) validScope(r *http.Request, scope string) bool {
-	switch scope {
-	case publicScope, baseURL(r) + "/.default":
-		return true
-	}
-	u := s.URL()
-	return u != "" && scope == u+"/.default"
+// Credentials a token can be issued for, as counted in Stats.ByCredential.
+const (
+	CredentialSecret          = "client_secret"
+	CredentialCertificate     = "certificate"
+	CredentialFederated       = "federated"
+	CredentialManagedIdentity = "managed_identity"
+)
+
+// graphHosts are the Graph hosts of the national clouds, whose scopes and
+// resources the simulator accepts as its own so that a client configured
+// for any cloud can be pointed at it (through a proxy that resolves those
+// names to the simulator).
+var graphHosts = []string{
+	"https://graph.microsoft.com",
+	"https://graph.microsoft.us",
+	"https://dod-graph.microsoft.us",
+	"https://microsoftgraph.chinacloudapi.cn",
 }
 
-func (s *Server) issue(w http.ResponseWriter) {
-	tok := "gsim." + rand.Text() + rand.Text()
+// validScope accepts the national clouds' Graph hosts, the simulator's own
+// URL and the host the request came in on, so a client configured for any
+// of them can be exercised.
+func (s *Server) validScope(r *http.Request, scope string) bool {
+	host, ok := strings.CutSuffix(scope, "/.default")
+	return ok && s.isGraphHost(r, host)
+}
+
+// isGraphHost reports whether u (a scheme and host, without a trailing
+// slash) names this Graph service.
+func (s *Server) isGraphHost(r *http.Request, u string) bool {
+	if slices.Contains(graphHosts, u) {
+		return true
+	}
+	if own := s.URL(); own != "" && u == own {
+		return true
+	}
+	// Behind a TLS-terminating proxy the request arrives over plain HTTP
+	// although the client used https.
+	return u == baseURL(r) || u == "https://"+r.Host
+}
+
+func (s *Server) issue(w http.ResponseWriter, cred string) {
+	tok, _ := s.grant(s.opts.ClientID, cred)
 	secs := int(s.opts.TokenLifetime / time.Second)
 	s.mu.Lock()
-	now := s.opts.Now()
-	if len(s.tokens) >= maxTokens {
-		for k, g := range s.tokens {
-			if !now.Before(g.expires) {
-				delete(s.tokens, k)
-			}
-		}
-	}
-	s.tokens[tok] = grant{tenant: s.opts.TenantID, client: s.opts.ClientID, expires: now.Add(s.opts.TokenLifetime)}
 	s.stats.Tokens++
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", struct {
@@ -127,6 +170,26 @@ func (s *Server) issue(w http.ResponseWriter) {
 		ExtExpiresIn int    `json:"ext_expires_in"`
 		AccessToken  string `json:"access_token"`
 	}{"Bearer", secs, secs, tok})
+}
+
+// grant mints an access token for client that Graph accepts until it
+// expires, and returns it with its expiry.
+func (s *Server) grant(client, cred string) (string, time.Time) {
+	tok := "gsim." + rand.Text() + rand.Text()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	if len(s.tokens) >= maxTokens {
+		for k, g := range s.tokens {
+			if !now.Before(g.expires) {
+				delete(s.tokens, k)
+			}
+		}
+	}
+	exp := now.Add(s.opts.TokenLifetime)
+	s.tokens[tok] = grant{tenant: s.opts.TenantID, client: client, expires: exp}
+	s.stats.ByCredential[cred]++
+	return tok, exp
 }
 
 func (s *Server) tokenError(w http.ResponseWriter, r *http.Request, status int, code string, aadsts int, msg string) {

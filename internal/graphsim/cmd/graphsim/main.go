@@ -7,17 +7,26 @@
 //	graphsim listening on http://127.0.0.1:PORT
 //	URL=http://127.0.0.1:PORT
 //
-// Besides Graph it serves GET /_graphsim/stats (counters as JSON) and
-// PUT /_graphsim/faults (a JSON Faults object) so a test can inspect and
-// steer a running simulator.
+// Besides Graph, the token endpoint and IMDS it serves, so a test can
+// inspect and steer a running simulator:
+//
+//	GET /_graphsim/stats                counters as JSON
+//	PUT /_graphsim/faults               a JSON Faults object
+//	PUT /_graphsim/imds-faults          a JSON IMDSFaults object
+//	PUT /_graphsim/federated-tokens     a JSON array of the accepted federated tokens
+//	PUT /_graphsim/client-certificates  PEM CERTIFICATE blocks: the registered certificates
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -47,9 +56,16 @@ func run(args []string) error {
 		lateness = fs.Duration("late-scale", 2*time.Second, "lateness scale of generated events (P95 ≈ 2x, P99 ≈ 5x)")
 		seed     = fs.Int64("seed", 1, "random seed")
 		aliases  = fs.String("tenant-aliases", "", "comma-separated domain aliases of the tenant")
+		certs    = fs.String("client-certificates", "", "comma-separated PEM files of the certificates registered on the application")
+		fedFiles = fs.String("federated-token-files", "", "comma-separated files whose contents are accepted as federated tokens")
+		miIDs    = fs.String("managed-identity-client-ids", "", "comma-separated client IDs of the VM's user-assigned managed identities")
 		opts     graphsim.Options
 		f        graphsim.Faults
 	)
+	fs.Float64Var(&opts.IMDSFaults.Rate404, "imds-fault-404", 0, "probability of an injected IMDS 404")
+	fs.Float64Var(&opts.IMDSFaults.Rate429, "imds-fault-429", 0, "probability of an injected IMDS 429")
+	fs.Float64Var(&opts.IMDSFaults.Rate410, "imds-fault-410", 0, "probability of an injected IMDS 410")
+	fs.Float64Var(&opts.IMDSFaults.Rate500, "imds-fault-500", 0, "probability of an injected IMDS 500")
 	fs.BoolVar(&opts.Throttle, "throttle", false, "enforce 5 requests per 10 s per tenant and client")
 	fs.DurationVar(&opts.TokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
 	fs.StringVar(&opts.TenantID, "tenant", graphsim.DefaultTenantID, "tenant ID")
@@ -76,6 +92,27 @@ func run(args []string) error {
 	opts.Seed, opts.Faults = *seed, f
 	if *aliases != "" {
 		opts.TenantAliases = strings.Split(*aliases, ",")
+	}
+	if *miIDs != "" {
+		opts.ManagedIdentityClientIDs = strings.Split(*miIDs, ",")
+	}
+	for _, name := range splitList(*certs) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("-client-certificates: %w", err)
+		}
+		cs, err := parseCertificates(b)
+		if err != nil {
+			return fmt.Errorf("-client-certificates %s: %w", name, err)
+		}
+		opts.ClientCertificates = append(opts.ClientCertificates, cs...)
+	}
+	for _, name := range splitList(*fedFiles) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("-federated-token-files: %w", err)
+		}
+		opts.FederatedTokens = append(opts.FederatedTokens, strings.TrimSpace(string(b)))
 	}
 
 	if err := checkLoopback(*listen); err != nil {
@@ -117,12 +154,43 @@ func run(args []string) error {
 		sim.SetFaults(nf)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("PUT /_graphsim/imds-faults", func(w http.ResponseWriter, r *http.Request) {
+		var nf graphsim.IMDSFaults
+		if !decodeStrict(w, r, &nf) {
+			return
+		}
+		sim.SetIMDSFaults(nf)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /_graphsim/federated-tokens", func(w http.ResponseWriter, r *http.Request) {
+		var toks []string
+		if !decodeStrict(w, r, &toks) {
+			return
+		}
+		sim.SetFederatedTokens(toks...)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /_graphsim/client-certificates", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		cs, err := parseCertificates(b)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		sim.SetClientCertificates(cs...)
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.Handle("/", sim.Handler())
 
 	base := "http://" + l.Addr().String()
 	fmt.Printf("graphsim listening on %s\nURL=%s\n", base, base)
-	fmt.Fprintf(os.Stderr, "graphsim: tenant=%s client_id=%s events=%d rate=%g/s throttle=%t token_lifetime=%s\n",
-		opts.TenantID, opts.ClientID, *events, *rate, opts.Throttle, opts.TokenLifetime)
+	fmt.Fprintf(os.Stderr, "graphsim: tenant=%s client_id=%s events=%d rate=%g/s throttle=%t token_lifetime=%s client_certificates=%d federated_tokens=%d managed_identities=%d\n",
+		opts.TenantID, opts.ClientID, *events, *rate, opts.Throttle, opts.TokenLifetime,
+		len(opts.ClientCertificates), len(opts.FederatedTokens), len(opts.ManagedIdentityClientIDs))
 
 	genDone := make(chan struct{})
 	go func() {
@@ -170,6 +238,48 @@ func generate(ctx context.Context, sim *graphsim.Server, rng *rand.Rand, rate fl
 			}
 			last = now
 		}
+	}
+}
+
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// parseCertificates reads every CERTIFICATE block of a PEM text; an empty
+// text registers none, any other text without a certificate is an error.
+func parseCertificates(b []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	empty := len(bytes.TrimSpace(b)) == 0
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			if len(out) == 0 && !empty {
+				return nil, errors.New("no PEM CERTIFICATE block")
+			}
+			return out, nil
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
 	}
 }
 
