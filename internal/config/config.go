@@ -5,6 +5,8 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/in-msgraph/in_msgraph/internal/auth"
 )
 
 // Getter reads one property; a missing key reads as "".
@@ -52,31 +56,71 @@ const (
 // DefaultReconcile is the default list of reconcile delays.
 var DefaultReconcile = []time.Duration{2 * time.Hour, 6 * time.Hour, 24 * time.Hour}
 
+// Credential kinds (the auth key).
+const (
+	AuthClientSecret     = auth.KindClientSecret
+	AuthCertificate      = auth.KindCertificate
+	AuthWorkloadIdentity = auth.KindWorkloadIdentity
+	AuthManagedIdentity  = auth.KindManagedIdentity
+)
+
+// DefaultIMDSEndpoint is Azure's Instance Metadata Service token endpoint.
+const DefaultIMDSEndpoint = auth.DefaultIMDSEndpoint
+
+// Cloud is a Microsoft cloud: where its tokens and its Graph live.
+type Cloud struct {
+	Name          string
+	AuthorityHost string
+	GraphHost     string
+}
+
+// Clouds are the values of the cloud key (graph-api.md §8).
+var Clouds = []Cloud{
+	{"global", "https://login.microsoftonline.com", "https://graph.microsoft.com"},
+	{"usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us"},
+	{"usgov_dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us"},
+	{"china", "https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"},
+}
+
 // Config is the validated configuration of one input instance.
 type Config struct {
+	Auth             string // one of the Auth* kinds
 	TenantID         string
 	ClientID         string
 	ClientSecret     string // empty when ClientSecretFile is set
 	ClientSecretFile string
-	AuthorityHost    string // scheme://host[:port], no trailing slash
-	GraphHost        string // scheme://host[:port], no trailing slash
-	Source           string
-	PollInterval     time.Duration
-	Lookback         time.Duration
-	MaxLookback      time.Duration
-	Reconcile        []time.Duration // ascending; empty when off
-	DriftWarning     time.Duration
-	InitialLookback  time.Duration
-	PageSize         int
-	DB               string
-	HTTPTimeout      time.Duration
-	HealthRecords    bool
+	// Certificate credential.
+	CertificateFile      string
+	PrivateKeyFile       string
+	PrivateKeyPassword   string
+	CertificateAlgorithm string // PS256 or RS256
+	SendCertificateChain bool
+	// Workload identity and managed identity.
+	FederatedTokenFile string
+	IMDSEndpoint       string
+	Cloud              string
+	AuthorityHost      string // scheme://host[:port], no trailing slash
+	GraphHost          string // scheme://host[:port], no trailing slash
+	TLSCAFile          string
+	Source             string
+	PollInterval       time.Duration
+	Lookback           time.Duration
+	MaxLookback        time.Duration
+	Reconcile          []time.Duration // ascending; empty when off
+	DriftWarning       time.Duration
+	InitialLookback    time.Duration
+	PageSize           int
+	DB                 string
+	HTTPTimeout        time.Duration
+	HealthRecords      bool
 }
 
 // Keys lists every key the plugin understands, in documentation order.
 var Keys = []string{
-	"tenant_id", "client_id", "client_secret", "client_secret_file",
-	"authority_host", "graph_host", "source", "poll_interval", "lookback",
+	"auth", "tenant_id", "client_id", "client_secret", "client_secret_file",
+	"certificate_file", "private_key_file", "private_key_password", "certificate_algorithm",
+	"send_certificate_chain", "federated_token_file", "imds_endpoint",
+	"cloud", "authority_host", "graph_host", "tls_ca_file", "source", "poll_interval", "lookback",
 	"max_lookback", "reconcile", "drift_warning", "initial_lookback",
 	"page_size", "db", "http_timeout", "health_records",
 }
@@ -95,27 +139,70 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("config: %s = %q is invalid: %s", e.Key, e.Value, e.Allowed)
 }
 
-// Parse reads and validates every key.
-func Parse(g Getter) (Config, error) {
+// Parse reads and validates every key. Workload identity takes its
+// defaults from the environment the Azure Workload Identity webhook sets.
+func Parse(g Getter) (Config, error) { return ParseEnv(g, os.Getenv) }
+
+// ParseEnv is Parse with the environment given.
+func ParseEnv(g Getter, env func(string) string) (Config, error) {
 	p := parser{g: g}
 	c := Config{
-		TenantID:         p.str("tenant_id"),
-		ClientID:         p.str("client_id"),
-		ClientSecret:     g.Get("client_secret"),
-		ClientSecretFile: p.str("client_secret_file"),
-		AuthorityHost:    p.host("authority_host", DefaultAuthorityHost),
-		GraphHost:        p.host("graph_host", DefaultGraphHost),
-		Source:           strings.ToLower(p.str("source")),
-		PollInterval:     p.duration("poll_interval", DefaultPollInterval),
-		Lookback:         p.duration("lookback", DefaultLookback),
-		MaxLookback:      p.duration("max_lookback", DefaultMaxLookback),
-		Reconcile:        p.reconcile("reconcile"),
-		DriftWarning:     p.duration("drift_warning", DefaultDriftWarning),
-		PageSize:         p.integer("page_size", DefaultPageSize, 1, 1000),
-		DB:               p.str("db"),
-		HTTPTimeout:      p.duration("http_timeout", DefaultHTTPTimeout),
-		HealthRecords:    p.boolean("health_records", true),
+		Auth:                 strings.ToLower(p.str("auth")),
+		TenantID:             p.str("tenant_id"),
+		ClientID:             p.str("client_id"),
+		ClientSecret:         g.Get("client_secret"),
+		ClientSecretFile:     p.str("client_secret_file"),
+		CertificateFile:      p.str("certificate_file"),
+		PrivateKeyFile:       p.str("private_key_file"),
+		PrivateKeyPassword:   g.Get("private_key_password"),
+		CertificateAlgorithm: strings.ToUpper(p.str("certificate_algorithm")),
+		SendCertificateChain: p.boolean("send_certificate_chain", false),
+		FederatedTokenFile:   p.str("federated_token_file"),
+		Cloud:                strings.ToLower(p.str("cloud")),
+		TLSCAFile:            p.str("tls_ca_file"),
+		Source:               strings.ToLower(p.str("source")),
+		PollInterval:         p.duration("poll_interval", DefaultPollInterval),
+		Lookback:             p.duration("lookback", DefaultLookback),
+		MaxLookback:          p.duration("max_lookback", DefaultMaxLookback),
+		Reconcile:            p.reconcile("reconcile"),
+		DriftWarning:         p.duration("drift_warning", DefaultDriftWarning),
+		PageSize:             p.integer("page_size", DefaultPageSize, 1, 1000),
+		DB:                   p.str("db"),
+		HTTPTimeout:          p.duration("http_timeout", DefaultHTTPTimeout),
+		HealthRecords:        p.boolean("health_records", true),
 	}
+	if c.Cloud == "" {
+		c.Cloud = "global"
+	}
+	cloud, ok := findCloud(c.Cloud)
+	if !ok && p.err == nil {
+		p.fail("cloud", c.Cloud, "one of: global, usgov, usgov_dod, china")
+	}
+	if c.Auth == "" {
+		c.Auth = AuthClientSecret
+		if c.ClientSecret == "" && c.ClientSecretFile == "" && c.CertificateFile != "" {
+			c.Auth = AuthCertificate
+		}
+	}
+	authority := p.str("authority_host")
+	if c.Auth == AuthWorkloadIdentity {
+		// Config keys win over the webhook's environment.
+		if c.TenantID == "" {
+			c.TenantID = strings.TrimSpace(env("AZURE_TENANT_ID"))
+		}
+		if c.ClientID == "" {
+			c.ClientID = strings.TrimSpace(env("AZURE_CLIENT_ID"))
+		}
+		if c.FederatedTokenFile == "" {
+			c.FederatedTokenFile = strings.TrimSpace(env("AZURE_FEDERATED_TOKEN_FILE"))
+		}
+		if authority == "" {
+			authority = strings.TrimSpace(env("AZURE_AUTHORITY_HOST"))
+		}
+	}
+	c.AuthorityHost = p.host("authority_host", authority, cloud.AuthorityHost)
+	c.GraphHost = p.host("graph_host", p.str("graph_host"), cloud.GraphHost)
+	c.IMDSEndpoint = p.imds("imds_endpoint")
 	c.InitialLookback = p.duration("initial_lookback", c.Lookback)
 	if p.err != nil {
 		return Config{}, p.err
@@ -123,23 +210,23 @@ func Parse(g Getter) (Config, error) {
 	return c, c.Validate()
 }
 
+func findCloud(name string) (Cloud, bool) {
+	for _, c := range Clouds {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Clouds[0], false
+}
+
 // Validate checks the rules that involve more than one key.
 func (c *Config) Validate() error {
-	switch {
-	case c.TenantID == "":
-		return &Error{Key: "tenant_id", Allowed: "set it to the directory (tenant) id GUID or a verified domain of the tenant"}
-	case strings.ContainsAny(c.TenantID, "/?#% "):
-		return &Error{Key: "tenant_id", Value: c.TenantID, Allowed: "a tenant GUID or a domain name such as contoso.onmicrosoft.com"}
-	case c.ClientID == "":
-		return &Error{Key: "client_id", Allowed: "set it to the application (client) id of the app registration"}
-	case c.ClientSecret != "" && c.ClientSecretFile != "":
-		return &Error{Key: "client_secret", Value: "(redacted)", Allowed: "set either client_secret or client_secret_file, not both"}
-	case c.ClientSecret == "" && c.ClientSecretFile == "":
-		return &Error{Key: "client_secret", Allowed: "set client_secret, or client_secret_file to a file holding the secret"}
+	if err := c.validateAuth(); err != nil {
+		return err
 	}
-	if c.ClientSecretFile != "" {
-		if _, err := ReadSecretFile(c.ClientSecretFile); err != nil {
-			return &Error{Key: "client_secret_file", Value: c.ClientSecretFile, Allowed: err.Error()}
+	if c.TLSCAFile != "" {
+		if _, err := ReadCAFile(c.TLSCAFile); err != nil {
+			return &Error{Key: "tls_ca_file", Value: c.TLSCAFile, Allowed: err.Error()}
 		}
 	}
 	if c.Source == "" {
@@ -180,6 +267,73 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+func (c *Config) validateAuth() error {
+	secret := c.ClientSecret != "" || c.ClientSecretFile != ""
+	switch c.Auth {
+	case AuthClientSecret, AuthCertificate, AuthWorkloadIdentity, AuthManagedIdentity:
+	default:
+		return &Error{Key: "auth", Value: c.Auth, Allowed: "one of: client_secret, certificate, workload_identity, managed_identity"}
+	}
+	if strings.ContainsAny(c.TenantID, "/?#% ") {
+		return &Error{Key: "tenant_id", Value: c.TenantID, Allowed: "a tenant GUID or a domain name such as contoso.onmicrosoft.com"}
+	}
+	if c.Auth != AuthManagedIdentity {
+		if c.TenantID == "" {
+			hint := "set it to the directory (tenant) id GUID or a verified domain of the tenant"
+			if c.Auth == AuthWorkloadIdentity {
+				hint += " (or AZURE_TENANT_ID in the environment)"
+			}
+			return &Error{Key: "tenant_id", Allowed: hint}
+		}
+		if c.ClientID == "" {
+			hint := "set it to the application (client) id of the app registration"
+			if c.Auth == AuthWorkloadIdentity {
+				hint += " (or AZURE_CLIENT_ID in the environment)"
+			}
+			return &Error{Key: "client_id", Allowed: hint}
+		}
+	}
+	if c.Auth != AuthClientSecret && secret {
+		return &Error{Key: "client_secret", Value: "(redacted)", Allowed: "not used with auth " + c.Auth + "; remove client_secret and client_secret_file"}
+	}
+	if c.Auth != AuthCertificate && (c.CertificateFile != "" || c.PrivateKeyFile != "") {
+		return &Error{Key: "certificate_file", Value: c.CertificateFile + c.PrivateKeyFile, Allowed: "used only with auth certificate; set auth certificate or remove it"}
+	}
+	switch c.Auth {
+	case AuthClientSecret:
+		switch {
+		case c.ClientSecret != "" && c.ClientSecretFile != "":
+			return &Error{Key: "client_secret", Value: "(redacted)", Allowed: "set either client_secret or client_secret_file, not both"}
+		case !secret:
+			return &Error{Key: "client_secret", Allowed: "set client_secret, or client_secret_file to a file holding the secret (or choose another auth: certificate, workload_identity, managed_identity)"}
+		}
+		if c.ClientSecretFile != "" {
+			if _, err := ReadSecretFile(c.ClientSecretFile); err != nil {
+				return &Error{Key: "client_secret_file", Value: c.ClientSecretFile, Allowed: err.Error()}
+			}
+		}
+	case AuthCertificate:
+		if c.CertificateFile == "" {
+			return &Error{Key: "certificate_file", Allowed: "set it to a PEM file with the certificate (and its private key, or set private_key_file)"}
+		}
+		switch c.CertificateAlgorithm {
+		case "":
+			c.CertificateAlgorithm = "PS256"
+		case "PS256", "RS256":
+		default:
+			return &Error{Key: "certificate_algorithm", Value: c.CertificateAlgorithm, Allowed: "PS256 (the default) or RS256"}
+		}
+	case AuthWorkloadIdentity:
+		if c.FederatedTokenFile == "" {
+			return &Error{Key: "federated_token_file", Allowed: "set it, or AZURE_FEDERATED_TOKEN_FILE in the environment (the Azure Workload Identity webhook sets it when the pod has the label azure.workload.identity/use: \"true\")"}
+		}
+	}
+	if c.Auth != AuthCertificate && c.CertificateAlgorithm != "" {
+		return &Error{Key: "certificate_algorithm", Value: c.CertificateAlgorithm, Allowed: "used only with auth certificate"}
+	}
+	return nil
+}
+
 // Horizon is how far back any query of this configuration can reach once
 // the plugin runs: the largest reconcile delay, or max_lookback without
 // reconcile.
@@ -208,14 +362,32 @@ func (c *Config) Redacted() string {
 	}
 	parts := []string{
 		"source=" + c.Source,
+		"auth=" + c.Auth,
 		"tenant_id=" + c.TenantID,
 		"client_id=" + c.ClientID,
-		"client_secret=" + secret,
 	}
-	if c.ClientSecretFile != "" {
-		parts = append(parts, "client_secret_file="+c.ClientSecretFile)
+	switch c.Auth {
+	case AuthClientSecret:
+		parts = append(parts, "client_secret="+secret)
+		if c.ClientSecretFile != "" {
+			parts = append(parts, "client_secret_file="+c.ClientSecretFile)
+		}
+	case AuthCertificate:
+		parts = append(parts, "certificate_file="+c.CertificateFile)
+		if c.PrivateKeyFile != "" {
+			parts = append(parts, "private_key_file="+c.PrivateKeyFile)
+		}
+		if c.PrivateKeyPassword != "" {
+			parts = append(parts, "private_key_password=(redacted)")
+		}
+		parts = append(parts, "certificate_algorithm="+c.CertificateAlgorithm, "send_certificate_chain="+strconv.FormatBool(c.SendCertificateChain))
+	case AuthWorkloadIdentity:
+		parts = append(parts, "federated_token_file="+c.FederatedTokenFile)
+	case AuthManagedIdentity:
+		parts = append(parts, "imds_endpoint="+c.IMDSEndpoint)
 	}
 	parts = append(parts,
+		"cloud="+c.Cloud,
 		"authority_host="+c.AuthorityHost,
 		"graph_host="+c.GraphHost,
 		"poll_interval="+FormatDuration(c.PollInterval),
@@ -229,6 +401,9 @@ func (c *Config) Redacted() string {
 		"http_timeout="+FormatDuration(c.HTTPTimeout),
 		"health_records="+strconv.FormatBool(c.HealthRecords),
 	)
+	if c.TLSCAFile != "" {
+		parts = append(parts, "tls_ca_file="+c.TLSCAFile)
+	}
 	return strings.Join(parts, " ")
 }
 
@@ -381,8 +556,7 @@ func (p *parser) reconcile(key string) []time.Duration {
 
 // host parses scheme://host[:port] with an optional trailing slash; plain
 // http is allowed only for loopback addresses (the simulator, a local proxy).
-func (p *parser) host(key, def string) string {
-	v := p.str(key)
+func (p *parser) host(key, v, def string) string {
 	if v == "" {
 		return def
 	}
@@ -403,6 +577,56 @@ func (p *parser) host(key, def string) string {
 		return def
 	}
 	return u.Scheme + "://" + strings.ToLower(u.Host)
+}
+
+// imds parses the managed identity endpoint: a full URL; plain http is
+// what IMDS speaks, on its link-local address or on loopback.
+func (p *parser) imds(key string) string {
+	v := p.str(key)
+	if v == "" {
+		return DefaultIMDSEndpoint
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || u.RawQuery != "" || (u.Scheme != "http" && u.Scheme != "https") {
+		p.fail(key, v, "a URL such as "+DefaultIMDSEndpoint)
+		return DefaultIMDSEndpoint
+	}
+	if u.Scheme == "http" {
+		ip := net.ParseIP(u.Hostname())
+		if !isLoopback(u.Hostname()) && (ip == nil || !ip.IsLinkLocalUnicast()) {
+			p.fail(key, v, "plain http only for the link-local IMDS address 169.254.169.254 or loopback; use https otherwise")
+			return DefaultIMDSEndpoint
+		}
+	}
+	return v
+}
+
+// ReadCAFile reads PEM certificates to trust in addition to the system's.
+func ReadCAFile(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the CA file: %w", err)
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("a certificate in the CA file cannot be parsed: %w", err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("the CA file holds no PEM CERTIFICATE block")
+	}
+	return out, nil
 }
 
 func isLoopback(host string) bool {

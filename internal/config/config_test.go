@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
+		Auth: "client_secret", Cloud: "global", IMDSEndpoint: DefaultIMDSEndpoint,
 		TenantID: "contoso.onmicrosoft.com", ClientID: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", ClientSecret: "s3cr3t-value",
 		AuthorityHost: DefaultAuthorityHost, GraphHost: DefaultGraphHost, Source: "signins",
 		PollInterval: time.Minute, Lookback: 30 * time.Minute, MaxLookback: 24 * time.Hour,
@@ -107,7 +109,7 @@ func TestErrors(t *testing.T) {
 		{"no tenant", with("tenant_id", "<unset>"), `config: tenant_id is not set: set it to the directory (tenant) id GUID or a verified domain of the tenant`},
 		{"bad tenant", with("tenant_id", "a/b"), `config: tenant_id = "a/b" is invalid: a tenant GUID or a domain name such as contoso.onmicrosoft.com`},
 		{"no client", with("client_id", "<unset>"), `config: client_id is not set: set it to the application (client) id of the app registration`},
-		{"no secret", with("client_secret", "<unset>"), `config: client_secret is not set: set client_secret, or client_secret_file to a file holding the secret`},
+		{"no secret", with("client_secret", "<unset>"), `config: client_secret is not set: set client_secret, or client_secret_file to a file holding the secret (or choose another auth: certificate, workload_identity, managed_identity)`},
 		{"both secrets", with("client_secret_file", secretFile), `config: client_secret = "(redacted)" is invalid: set either client_secret or client_secret_file, not both`},
 		{"missing secret file", with("client_secret", "<unset>", "client_secret_file", "/nonexistent/s"), `config: client_secret_file = "/nonexistent/s" is invalid: cannot read the secret file: open /nonexistent/s: no such file or directory`},
 		{"empty secret file", with("client_secret", "<unset>", "client_secret_file", emptyFile), `config: client_secret_file = "` + emptyFile + `" is invalid: the secret file ` + emptyFile + ` is empty`},
@@ -196,4 +198,147 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
+}
+
+func TestAuthKinds(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "cert.pem")
+	os.WriteFile(cert, []byte("not checked here"), 0o600)
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("eyJ..."), 0o600)
+	noEnv := func(string) string { return "" }
+	webhook := func(k string) string {
+		return map[string]string{
+			"AZURE_TENANT_ID": "env-tenant", "AZURE_CLIENT_ID": "env-client",
+			"AZURE_FEDERATED_TOKEN_FILE": tok, "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us/",
+		}[k]
+	}
+	rows := []struct {
+		name string
+		g    MapGetter
+		env  func(string) string
+		want string // Redacted() fragment, or the error
+	}{
+		{"certificate by default when only a certificate is set", MapGetter{"tenant_id": "t", "client_id": "c", "certificate_file": cert}, noEnv,
+			"auth=certificate tenant_id=t client_id=c certificate_file=" + cert + " certificate_algorithm=PS256 send_certificate_chain=false"},
+		{"certificate RS256 with chain and password", MapGetter{"auth": "Certificate", "tenant_id": "t", "client_id": "c", "certificate_file": cert, "private_key_file": cert, "private_key_password": "pw!", "certificate_algorithm": "rs256", "send_certificate_chain": "on"}, noEnv,
+			"certificate_file=" + cert + " private_key_file=" + cert + " private_key_password=(redacted) certificate_algorithm=RS256 send_certificate_chain=true"},
+		{"certificate needs a file", MapGetter{"auth": "certificate", "tenant_id": "t", "client_id": "c"}, noEnv,
+			"config: certificate_file is not set: set it to a PEM file with the certificate (and its private key, or set private_key_file)"},
+		{"certificate algorithm", MapGetter{"auth": "certificate", "tenant_id": "t", "client_id": "c", "certificate_file": cert, "certificate_algorithm": "ES256"}, noEnv,
+			`config: certificate_algorithm = "ES256" is invalid: PS256 (the default) or RS256`},
+		{"secret and certificate together", MapGetter{"tenant_id": "t", "client_id": "c", "client_secret": "s", "certificate_file": cert}, noEnv,
+			`config: certificate_file = "` + cert + `" is invalid: used only with auth certificate; set auth certificate or remove it`},
+		{"secret with certificate auth", MapGetter{"auth": "certificate", "tenant_id": "t", "client_id": "c", "client_secret": "s", "certificate_file": cert}, noEnv,
+			`config: client_secret = "(redacted)" is invalid: not used with auth certificate; remove client_secret and client_secret_file`},
+		{"workload identity from the webhook environment", MapGetter{"auth": "workload_identity"}, webhook,
+			"auth=workload_identity tenant_id=env-tenant client_id=env-client federated_token_file=" + tok + " cloud=global authority_host=https://login.microsoftonline.us graph_host=https://graph.microsoft.com"},
+		{"workload identity keys override the environment", MapGetter{"auth": "workload_identity", "tenant_id": "t", "client_id": "c", "federated_token_file": "/x", "authority_host": "https://login.microsoftonline.com"}, webhook,
+			"tenant_id=t client_id=c federated_token_file=/x cloud=global authority_host=https://login.microsoftonline.com"},
+		{"workload identity without environment", MapGetter{"auth": "workload_identity", "tenant_id": "t", "client_id": "c"}, noEnv,
+			`config: federated_token_file is not set: set it, or AZURE_FEDERATED_TOKEN_FILE in the environment (the Azure Workload Identity webhook sets it when the pod has the label azure.workload.identity/use: "true")`},
+		{"workload identity without tenant", MapGetter{"auth": "workload_identity", "client_id": "c", "federated_token_file": tok}, noEnv,
+			"config: tenant_id is not set: set it to the directory (tenant) id GUID or a verified domain of the tenant (or AZURE_TENANT_ID in the environment)"},
+		{"managed identity needs no ids", MapGetter{"auth": "managed_identity"}, noEnv,
+			"auth=managed_identity tenant_id= client_id= imds_endpoint=" + DefaultIMDSEndpoint},
+		{"managed identity user-assigned on a test endpoint", MapGetter{"auth": "managed_identity", "client_id": "mi", "imds_endpoint": "http://127.0.0.1:9/metadata/identity/oauth2/token"}, noEnv,
+			"client_id=mi imds_endpoint=http://127.0.0.1:9/metadata/identity/oauth2/token"},
+		{"imds over plain http elsewhere", MapGetter{"auth": "managed_identity", "imds_endpoint": "http://imds.example.com/token"}, noEnv,
+			`config: imds_endpoint = "http://imds.example.com/token" is invalid: plain http only for the link-local IMDS address 169.254.169.254 or loopback; use https otherwise`},
+		{"unknown auth", MapGetter{"auth": "kerberos", "tenant_id": "t", "client_id": "c"}, noEnv,
+			`config: auth = "kerberos" is invalid: one of: client_secret, certificate, workload_identity, managed_identity`},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			c, err := ParseEnv(r.g, r.env)
+			got := ""
+			if err != nil {
+				got = err.Error()
+				if got != r.want {
+					t.Fatalf("error:\n got %s\nwant %s", got, r.want)
+				}
+				return
+			}
+			got = c.Redacted()
+			if !strings.Contains(got, r.want) {
+				t.Fatalf("config:\n got %s\nwant fragment %s", got, r.want)
+			}
+			if strings.Contains(got, "pw!") {
+				t.Fatal("password in the configuration line")
+			}
+		})
+	}
+}
+
+func TestClouds(t *testing.T) {
+	rows := map[string][2]string{
+		"global":    {"https://login.microsoftonline.com", "https://graph.microsoft.com"},
+		"usgov":     {"https://login.microsoftonline.us", "https://graph.microsoft.us"},
+		"usgov_dod": {"https://login.microsoftonline.us", "https://dod-graph.microsoft.us"},
+		"china":     {"https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"},
+	}
+	for name, want := range rows {
+		c, err := Parse(with("cloud", strings.ToUpper(name)))
+		if err != nil || c.AuthorityHost != want[0] || c.GraphHost != want[1] {
+			t.Errorf("%s: %s %s %v", name, c.AuthorityHost, c.GraphHost, err)
+		}
+	}
+	// Explicit hosts still override the cloud's.
+	c, err := Parse(with("cloud", "usgov", "graph_host", "https://proxy.example.com"))
+	if err != nil || c.GraphHost != "https://proxy.example.com" || c.AuthorityHost != "https://login.microsoftonline.us" {
+		t.Fatalf("override: %+v %v", c, err)
+	}
+	if _, err := Parse(with("cloud", "germany")); err == nil || err.Error() != `config: cloud = "germany" is invalid: one of: global, usgov, usgov_dod, china` {
+		t.Fatalf("unknown cloud: %v", err)
+	}
+}
+
+func TestTLSCAFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pem")
+	os.WriteFile(bad, []byte("hello"), 0o600)
+	if _, err := Parse(with("tls_ca_file", bad)); err == nil || err.Error() != `config: tls_ca_file = "`+bad+`" is invalid: the CA file holds no PEM CERTIFICATE block` {
+		t.Fatalf("%v", err)
+	}
+	if _, err := Parse(with("tls_ca_file", filepath.Join(dir, "none.pem"))); err == nil || !strings.Contains(err.Error(), "cannot read the CA file") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// FuzzParse feeds arbitrary values to the parser: it must never panic, and
+// whatever it accepts must satisfy the rules the rest of the plugin relies
+// on.
+func FuzzParse(f *testing.F) {
+	f.Add("t", "c", "s", "60s", "30m", "2h,6h,24h", "1000", "https://graph.microsoft.com", "global", "")
+	f.Add("contoso.onmicrosoft.com", "c", "", "1", "1d", "off", "1", "http://127.0.0.1:8080/", "usgov", "certificate")
+	f.Add("t", "", "s", "1.5", "2", "3,4", "0", "ftp://x", "china", "managed_identity")
+	f.Fuzz(func(t *testing.T, tenant, client, secret, poll, lookback, reconcile, pageSize, graphHost, cloud, auth string) {
+		c, err := ParseEnv(MapGetter{
+			"tenant_id": tenant, "client_id": client, "client_secret": secret, "poll_interval": poll,
+			"lookback": lookback, "reconcile": reconcile, "page_size": pageSize, "graph_host": graphHost,
+			"cloud": cloud, "auth": auth,
+		}, func(string) string { return "" })
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Key == "" || !strings.HasPrefix(err.Error(), "config: "+ce.Key) {
+				t.Fatalf("error without a key: %v", err)
+			}
+			if secret != "" && len(secret) > 3 && strings.Contains(err.Error(), secret) && !strings.Contains(tenant+client+poll+lookback+reconcile+pageSize+graphHost+cloud+auth, secret) {
+				t.Fatalf("the secret is in the error: %v", err)
+			}
+			return
+		}
+		switch {
+		case c.PollInterval < time.Second, c.Lookback <= c.PollInterval, c.MaxLookback < c.Lookback,
+			c.PageSize < 1, c.PageSize > 1000, c.InitialLookback <= 0, c.InitialLookback > MaxInitialLookback:
+			t.Fatalf("accepted an invalid configuration: %+v", c)
+		case !strings.HasPrefix(c.GraphHost, "https://") && !strings.HasPrefix(c.GraphHost, "http://"):
+			t.Fatalf("graph host %q", c.GraphHost)
+		}
+		for i, d := range c.Reconcile {
+			if d <= c.Lookback || (i > 0 && d <= c.Reconcile[i-1]) {
+				t.Fatalf("reconcile %v with lookback %v", c.Reconcile, c.Lookback)
+			}
+		}
+	})
 }

@@ -6,6 +6,8 @@ package graph
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -23,8 +25,9 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/auth"
 )
 
-// MaxBody caps a response body; a larger page is refused.
-const MaxBody = 128 << 20
+// MaxBody caps a response body; a larger page is refused (and the caller
+// asks again for smaller pages).
+const MaxBody = 100 << 20
 
 // Client sends GET requests to one Graph host.
 type Client struct {
@@ -57,11 +60,23 @@ func NewClient(graphHost string, tokens *auth.Source, transport http.RoundTrippe
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // NewTransport is the HTTP transport for Graph and the token endpoint:
-// environment proxies honoured, TLS verified, idle connections reused.
-func NewTransport() *http.Transport {
+// https_proxy and no_proxy from the environment honoured, TLS always
+// verified, against the system's roots plus extraCAs (for a proxy that
+// intercepts TLS), idle connections reused.
+func NewTransport(extraCAs ...*x509.Certificate) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 4
 	t.ResponseHeaderTimeout = 0 // bounded by the request context instead
+	if len(extraCAs) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		for _, c := range extraCAs {
+			pool.AddCert(c)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	return t
 }
 

@@ -23,6 +23,7 @@ const (
 	LookbackWidened Code = "lookback_widened"
 	LateArrivals    Code = "late_arrivals"
 	InvalidRecords  Code = "invalid_records"
+	StateError      Code = "state_error"
 )
 
 // Monitor builds health records for one input. It is not safe for

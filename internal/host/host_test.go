@@ -5,7 +5,6 @@ import (
 	"io"
 	"math/rand"
 	rand2 "math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -205,15 +204,11 @@ func TestInitConfigErrors(t *testing.T) {
 // TestInitInputErrors covers configurations that parse but cannot start:
 // their error is returned and nothing is registered.
 func TestInitInputErrors(t *testing.T) {
-	t.Run("db under a regular file", func(t *testing.T) {
+	t.Run("bad certificate file", func(t *testing.T) {
 		r := newRig(t)
-		file := filepath.Join(r.dir, "file")
-		if err := os.WriteFile(file, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		g := r.props("", "db", filepath.Join(file, "state.db"))
+		g := r.props("state.db", "client_secret", "", "auth", "certificate", "certificate_file", filepath.Join(r.dir, "missing.pem"))
 		h, err := r.h.Init(g, false)
-		if err == nil || !strings.Contains(err.Error(), "cannot create its directory") || h != 0 || r.h.Len() != 0 {
+		if err == nil || !strings.Contains(err.Error(), "missing.pem") || h != 0 || r.h.Len() != 0 {
 			t.Fatalf("Init = %d, %v; %d instances", h, err, r.h.Len())
 		}
 		r.init(r.props("state.db"), false)

@@ -10,6 +10,7 @@ package input
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +66,7 @@ type Instance struct {
 	budget *budget.Budget
 	sched  *schedule.Schedule
 	seen   *dedup.Set
-	db     *state.DB
+	db     store
 	health *health.Monitor
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,6 +78,8 @@ type Instance struct {
 	pending *commit
 
 	cur       reading // the chunk being paged through
+	top       int     // $top now: page_size, halved while pages are too large
+	topOK     int     // pages read since top was last halved
 	notBefore time.Time
 	failures  int // consecutive failed requests
 	throttles int // consecutive 429s
@@ -90,7 +93,21 @@ type Instance struct {
 	lastReport time.Time
 	lastWiden  time.Time
 
+	// stateProblem is a state file problem found at start, reported as
+	// state_error on the first collect; unsaved holds what a failed commit
+	// could not write, written with the next one.
+	stateProblem string
+	unsavedAdd   []state.Entry
+	unsavedDel   []records.Key
+	commitFailed bool
+
 	Stats Stats
+}
+
+// store is where commits go: the state file.
+type store interface {
+	Commit(add []state.Entry, del []records.Key, schedule []byte) error
+	Close() error
 }
 
 type reading struct {
@@ -125,20 +142,33 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		o.Logger = logging.New(o.Name, logging.Info)
 	}
 	if o.Transport == nil {
-		o.Transport = graph.NewTransport()
+		var cas []*x509.Certificate
+		if cfg.TLSCAFile != "" {
+			var err error
+			if cas, err = config.ReadCAFile(cfg.TLSCAFile); err != nil {
+				return nil, fmt.Errorf("tls_ca_file %s: %w", cfg.TLSCAFile, err)
+			}
+		}
+		o.Transport = graph.NewTransport(cas...)
 	}
 	if o.Repeat == 0 {
 		o.Repeat = 15 * time.Minute
 	}
 	o.Logger.Redact(cfg.ClientSecret)
+	o.Logger.Redact(cfg.PrivateKeyPassword)
 	creds := auth.Credentials{
-		TenantID:      cfg.TenantID,
-		ClientID:      cfg.ClientID,
-		Secret:        cfg.ClientSecret,
-		AuthorityHost: cfg.AuthorityHost,
-		Scope:         cfg.GraphHost + "/.default",
-		HTTPClient:    &http.Client{Transport: o.Transport},
-		Timeout:       cfg.HTTPTimeout,
+		Kind:               cfg.Auth,
+		TenantID:           cfg.TenantID,
+		ClientID:           cfg.ClientID,
+		Secret:             cfg.ClientSecret,
+		AuthorityHost:      cfg.AuthorityHost,
+		Scope:              cfg.GraphHost + "/.default",
+		Resource:           cfg.GraphHost + "/",
+		FederatedTokenFile: cfg.FederatedTokenFile,
+		IMDSEndpoint:       cfg.IMDSEndpoint,
+		HTTPClient:         &http.Client{Transport: o.Transport},
+		Timeout:            cfg.HTTPTimeout,
+		Now:                o.Now,
 	}
 	if cfg.ClientSecretFile != "" {
 		file := cfg.ClientSecretFile
@@ -148,6 +178,14 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 			log.Redact(s)
 			return s, err
 		}
+	}
+	if cfg.Auth == config.AuthCertificate {
+		cert, err := auth.LoadCertificate(cfg.CertificateFile, cfg.PrivateKeyFile, cfg.PrivateKeyPassword, cfg.CertificateAlgorithm, cfg.SendCertificateChain)
+		if err != nil {
+			return nil, err
+		}
+		creds.Certificate = cert
+		o.Logger.Infof("client certificate %s (SHA-1 thumbprint %s), assertions signed %s", cfg.CertificateFile, cert.Thumbprint(), cfg.CertificateAlgorithm)
 	}
 	tokens := auth.New(creds)
 	client, err := graph.NewClient(cfg.GraphHost, tokens, o.Transport, cfg.HTTPTimeout)
@@ -170,6 +208,7 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		health: health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
 		dec:    records.Decoder{TimeField: signInsTimeField},
 		inPage: map[records.Key]struct{}{},
+		top:    cfg.PageSize,
 	}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	params := schedule.Params{
@@ -182,29 +221,64 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 	in.sched = schedule.New(params)
 	if cfg.DB == "" {
 		in.log.Warnf("no db is set: the de-dup set and the schedule live in memory only, so a restart starts afresh and may deliver up to initial_lookback (%s) of events again; set db to a file on persistent storage", config.FormatDuration(cfg.InitialLookback))
-	} else {
-		db, err := state.Open(cfg.DB)
-		if err != nil {
-			return nil, err
-		}
-		raw, err := db.Load(in.seen.Add)
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-		if raw != nil {
-			var st schedule.State
-			if err := json.Unmarshal(raw, &st); err != nil {
-				db.Close()
-				return nil, fmt.Errorf("db %s holds an unreadable schedule (%v): move the file away to start afresh", cfg.DB, err)
-			}
-			in.sched = schedule.Restore(params, st, in.now())
-		}
-		in.db = db
-		in.log.Infof("state loaded from %s: %d delivered ids, %d queries pending", cfg.DB, in.seen.Len(), len(in.sched.Pending()))
+	} else if err := in.openState(params); err != nil {
+		return nil, err
 	}
 	in.log.Infof("configuration: %s", cfg.Redacted())
 	return in, nil
+}
+
+// openState opens the state file and loads it. A file in use is a
+// configuration error; a file that cannot be read is moved aside (kept, never
+// overwritten) and replaced by a new one; a file that cannot be opened or
+// written at all leaves the state in memory. The last two are reported as
+// state_error and delivery goes on.
+func (in *Instance) openState(params schedule.Params) error {
+	path := in.cfg.DB
+	for attempt := 0; ; attempt++ {
+		db, err := state.Open(path)
+		var sched schedule.State
+		var raw []byte
+		if err == nil {
+			in.seen = dedup.New()
+			raw, err = db.Load(in.seen.Add)
+			if err == nil && raw != nil {
+				if sched, err = schedule.DecodeState(raw); err != nil {
+					err = &state.UnreadableError{Path: path, Reason: err.Error()}
+				}
+			}
+			if err != nil {
+				db.Close()
+				in.seen = dedup.New()
+			}
+		}
+		var ue *state.UnreadableError
+		switch {
+		case err == nil:
+			if raw != nil {
+				in.sched = schedule.Restore(params, sched, in.now())
+			}
+			in.db = db
+			in.log.Infof("state loaded from %s: %d delivered ids, %d queries pending", path, in.seen.Len(), len(in.sched.Pending()))
+			return nil
+		case errors.Is(err, state.ErrInUse):
+			return err
+		case errors.As(err, &ue) && attempt == 0:
+			moved, merr := state.MoveAside(path, in.now())
+			if merr != nil {
+				in.stateProblem = fmt.Sprintf("%v, and %v: delivery goes on with state in memory only; move the file away and restart", err, merr)
+				in.log.Errorf("%s", in.stateProblem)
+				return nil
+			}
+			in.stateProblem = fmt.Sprintf("%v; it was moved to %s and a new state file was started, so events of the last initial_lookback (%s) may be delivered again",
+				err, moved, config.FormatDuration(in.cfg.InitialLookback))
+			in.log.Errorf("%s", in.stateProblem)
+		default:
+			in.stateProblem = fmt.Sprintf("%v: delivery goes on with state in memory only, so a restart may deliver events again; fix the file or its directory (permissions, free space) and restart", err)
+			in.log.Errorf("%s", in.stateProblem)
+			return nil
+		}
+	}
 }
 
 // Pause stops delivery until Resume (Fluent Bit's back-pressure).
@@ -281,7 +355,7 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	link := in.cur.link
 	if link == "" {
-		link = in.client.PageURL(signInsPath, signInsTimeField, chunk.From, chunk.To, in.cfg.PageSize)
+		link = in.client.PageURL(signInsPath, signInsTimeField, chunk.From, chunk.To, in.top)
 	}
 	if !in.budget.TryTake(now) {
 		return
@@ -309,6 +383,11 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	in.onSuccess(now)
 	in.Stats.Pages++
+	if in.top < in.cfg.PageSize {
+		if in.topOK++; in.topOK >= 20 {
+			in.top, in.topOK = min(2*in.top, in.cfg.PageSize), 0
+		}
+	}
 	in.log.Debugf("at %s: %s query %s..%s: page of %d events, more=%t", now.UTC().Format("15:04:05.0"), chunk.Class, chunk.From.UTC().Format(time.RFC3339Nano), chunk.To.UTC().Format(time.RFC3339Nano), len(in.page.Records), in.page.NextLink != "")
 	res := schedule.PageResult{Count: len(in.page.Records), More: in.page.NextLink != ""}
 	for i, r := range in.page.Records {
@@ -377,13 +456,37 @@ func (in *Instance) Commit() {
 	var expired []records.Key
 	in.seen.Expire(in.sched.Horizon(now).UnixNano(), func(k records.Key) { expired = append(expired, k) })
 	in.Stats.Commits++
-	if in.db != nil {
-		raw, _ := json.Marshal(in.sched.State())
-		if err := in.db.Commit(c.add, expired, raw); err != nil {
-			in.log.Errorf("%v: delivery goes on, but a restart may deliver the last events again", err)
+	in.save(now, c.add, expired)
+	in.report(now)
+}
+
+// save writes the commit to the state file, together with whatever an
+// earlier failed commit could not write.
+func (in *Instance) save(now time.Time, add []state.Entry, del []records.Key) {
+	if in.db == nil {
+		return
+	}
+	raw, _ := json.Marshal(in.sched.State())
+	if len(in.unsavedAdd)+len(in.unsavedDel) > 0 {
+		add = append(in.unsavedAdd, add...)
+		del = append(in.unsavedDel, del...)
+	}
+	if err := in.db.Commit(add, del, raw); err != nil {
+		in.unsavedAdd, in.unsavedDel = add, del
+		in.commitFailed = true
+		msg := fmt.Sprintf("%v: delivery goes on with state in memory (%d ids not yet saved, written as soon as the file accepts them); a restart before then may deliver them again. Check free space and permissions", err, len(add))
+		if in.health.Fire(now, health.StateError, msg, records.Field{Key: "unsaved_ids", Value: len(add)}) {
+			in.log.Errorf("%s", msg)
+		}
+		return
+	}
+	in.unsavedAdd, in.unsavedDel = nil, nil
+	if in.commitFailed {
+		in.commitFailed = false
+		if in.health.Clear(now, health.StateError, "the state file is written again") {
+			in.log.Infof("the state file %s is written again", in.cfg.DB)
 		}
 	}
-	in.report(now)
 }
 
 func (in *Instance) chunkDone(now time.Time, c schedule.Chunk) {
@@ -473,6 +576,14 @@ func (in *Instance) onError(now time.Time, err error) {
 			records.Field{Key: "http_status", Value: ae.Status}, records.Field{Key: "retry_in_seconds", Value: wait}) {
 			in.log.Errorf("%s; retrying in %s", msg, wait.Round(time.Second))
 		}
+	case errors.As(err, &ge) && ge.Code == "ResponseTooLarge" && in.top > 1:
+		// Ask again for smaller pages, from the chunk's first page: the
+		// events are still there and nothing is skipped.
+		in.failures--
+		in.top, in.topOK = max(1, in.top/2), 0
+		in.cur = reading{}
+		wait = time.Second
+		in.log.Warnf("%v; asking for pages of %d events", ge, in.top)
 	case errors.As(err, &ge) && ge.Status == http.StatusTooManyRequests:
 		in.failures--
 		in.throttles++
@@ -551,6 +662,15 @@ func (in *Instance) backoff(n int, base, cap time.Duration) time.Duration {
 
 // checkConditions raises or clears drift and backlog warnings.
 func (in *Instance) checkConditions(now time.Time) {
+	if in.stateProblem != "" {
+		if in.db != nil {
+			// A fresh file replaced an unreadable one: reported once.
+			in.health.Event(now, health.StateError, in.stateProblem)
+			in.stateProblem = ""
+		} else {
+			in.health.Fire(now, health.StateError, in.stateProblem)
+		}
+	}
 	started := in.sched.Started()
 	switch {
 	case !in.newest.IsZero() && now.Sub(in.newest) > in.cfg.DriftWarning:
@@ -600,6 +720,9 @@ func (in *Instance) Close() error {
 	}
 	in.closed = true
 	in.cancel()
+	if in.db == nil {
+		return nil
+	}
 	return in.db.Close()
 }
 

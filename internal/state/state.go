@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,6 +36,33 @@ var (
 	open   = map[string]bool{}
 )
 
+// ErrInUse is returned when the file is already open in this process or
+// locked by another: a configuration error, not damage.
+var ErrInUse = errors.New("state file in use")
+
+// UnreadableError is a state file that exists but cannot be read: damaged,
+// truncated, not a state file, or written by a newer version. The caller
+// may move it aside (MoveAside) and start afresh.
+type UnreadableError struct {
+	Path   string
+	Reason string
+}
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("db %s cannot be read: %s", e.Path, e.Reason)
+}
+
+// MoveAside renames an unreadable state file to <path>.unreadable-<time>,
+// so it is kept for inspection and never overwritten, and returns the new
+// name.
+func MoveAside(path string, now time.Time) (string, error) {
+	to := path + ".unreadable-" + now.UTC().Format("20060102T150405Z")
+	if err := os.Rename(path, to); err != nil {
+		return "", fmt.Errorf("db %s: cannot move the unreadable file aside: %w", path, err)
+	}
+	return to, nil
+}
+
 // DB is an open state file.
 type DB struct {
 	db   *bolt.DB
@@ -50,17 +78,19 @@ func Open(path string) (*DB, error) {
 	openMu.Lock()
 	defer openMu.Unlock()
 	if open[abs] {
-		return nil, fmt.Errorf("db %s is already used by another msgraph input in this Fluent Bit: give each input its own db file", path)
+		return nil, fmt.Errorf("%w: db %s is already used by another msgraph input in this Fluent Bit: give each input its own db file", ErrInUse, path)
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("db %s: cannot create its directory: %w", path, err)
 	}
-	db, err := bolt.Open(abs, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := openBolt(abs)
 	switch {
 	case errors.Is(err, bolt.ErrTimeout):
-		return nil, fmt.Errorf("db %s is locked by another process (another Fluent Bit using the same file?): give each Fluent Bit its own db file", path)
+		return nil, fmt.Errorf("%w: db %s is locked by another process (another Fluent Bit using the same file?): give each Fluent Bit its own db file", ErrInUse, path)
+	case errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.ENOSPC):
+		return nil, fmt.Errorf("db %s cannot be opened: %w", path, err)
 	case err != nil:
-		return nil, fmt.Errorf("db %s cannot be opened (%v): check the path and its permissions; if the file is damaged, move it away and the plugin starts afresh", path, err)
+		return nil, &UnreadableError{Path: path, Reason: err.Error()}
 	}
 	d := &DB{db: db, path: path}
 	if err := d.init(); err != nil {
@@ -71,7 +101,23 @@ func Open(path string) (*DB, error) {
 	return d, nil
 }
 
-func (d *DB) init() error {
+// openBolt opens the file, turning bbolt's panics on damaged files into
+// errors.
+func openBolt(path string) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("damaged file: %v", r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+}
+
+func (d *DB) init() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &UnreadableError{Path: d.path, Reason: fmt.Sprintf("damaged file: %v", r)}
+		}
+	}()
 	return d.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -85,23 +131,27 @@ func (d *DB) init() error {
 		case v == nil:
 			return meta.Put(keyVersion, binary.BigEndian.AppendUint32(nil, Version))
 		case len(v) != 4:
-			return fmt.Errorf("db %s is not an in_msgraph state file (bad version record): point db at a new file", d.path)
+			return &UnreadableError{Path: d.path, Reason: "it is not an in_msgraph state file (bad version record)"}
 		case binary.BigEndian.Uint32(v) != Version:
-			return fmt.Errorf("db %s was written by state version %d, this plugin reads version %d: use the plugin version that wrote it, or point db at a new file", d.path, binary.BigEndian.Uint32(v), Version)
+			return &UnreadableError{Path: d.path, Reason: fmt.Sprintf("it was written by state version %d and this plugin reads version %d (a newer plugin wrote it)", binary.BigEndian.Uint32(v), Version)}
 		}
 		return nil
 	})
 }
 
 // Load calls fn for every stored key and returns the stored schedule (nil
-// for a new file).
-func (d *DB) Load(fn func(k records.Key, t int64)) ([]byte, error) {
-	var sched []byte
-	err := d.db.View(func(tx *bolt.Tx) error {
+// for a new file). A damaged file gives an *UnreadableError.
+func (d *DB) Load(fn func(k records.Key, t int64)) (sched []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &UnreadableError{Path: d.path, Reason: fmt.Sprintf("damaged file: %v", r)}
+		}
+	}()
+	err = d.db.View(func(tx *bolt.Tx) error {
 		sched = append([]byte(nil), tx.Bucket(bucketMeta).Get(keySched)...)
 		return tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
 			if len(k) != len(records.Key{}) || len(v) != 8 {
-				return fmt.Errorf("db %s holds a damaged key record", d.path)
+				return &UnreadableError{Path: d.path, Reason: "it holds a damaged key record"}
 			}
 			fn(records.Key(k), int64(binary.BigEndian.Uint64(v)))
 			return nil

@@ -2,10 +2,13 @@ package state
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -58,7 +61,7 @@ func TestSameFileTwiceIsRefused(t *testing.T) {
 	}
 	defer d.Close()
 	_, err = Open(path)
-	if err == nil || !strings.Contains(err.Error(), "already used by another msgraph input") {
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "already used by another msgraph input") {
 		t.Fatalf("second open: %v", err)
 	}
 }
@@ -72,12 +75,53 @@ func TestVersionAndGarbage(t *testing.T) {
 		return m.Put(keyVersion, binary.BigEndian.AppendUint32(nil, 9))
 	})
 	b.Close()
-	if _, err := Open(future); err == nil || !strings.Contains(err.Error(), "written by state version 9, this plugin reads version 1") {
+	var ue *UnreadableError
+	if _, err := Open(future); !errors.As(err, &ue) || err.Error() != "db "+future+" cannot be read: it was written by state version 9 and this plugin reads version 1 (a newer plugin wrote it)" {
 		t.Fatalf("future version: %v", err)
 	}
 	garbage := filepath.Join(dir, "garbage.db")
 	os.WriteFile(garbage, []byte(strings.Repeat("not a database ", 500)), 0o600)
-	if _, err := Open(garbage); err == nil || !strings.Contains(err.Error(), "cannot be opened") {
+	if _, err := Open(garbage); !errors.As(err, &ue) {
 		t.Fatalf("garbage: %v", err)
+	}
+	// Truncations of a real state file are errors, never panics.
+	good := filepath.Join(dir, "good.db")
+	d, err := Open(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var add []Entry
+	for i := range 5000 {
+		add = append(add, Entry{k(i), int64(i)})
+	}
+	d.Commit(add, nil, []byte(`{}`))
+	d.Close()
+	whole, _ := os.ReadFile(good)
+	for _, n := range []int{0, 100, 4096, len(whole) / 2, len(whole) - 4096} {
+		cut := filepath.Join(dir, fmt.Sprintf("cut%d.db", n))
+		os.WriteFile(cut, whole[:n], 0o600)
+		d, err := Open(cut)
+		loaded := 0
+		if err == nil {
+			_, err = d.Load(func(records.Key, int64) { loaded++ })
+			d.Close()
+		}
+		switch {
+		case n == 0 && (err != nil || loaded != 0):
+			t.Fatalf("an empty file is a new state file: %v", err)
+		case n > 0 && err == nil && loaded != len(add):
+			// Cutting only unused trailing pages is harmless; anything
+			// else must be reported, never loaded in part.
+			t.Fatalf("truncated to %d bytes: loaded %d of %d keys without an error", n, loaded, len(add))
+		case n > 0 && err != nil && !errors.As(err, &ue):
+			t.Fatalf("truncated to %d bytes: %v", n, err)
+		}
+	}
+	moved, err := MoveAside(garbage, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if err != nil || moved != garbage+".unreadable-20260102T030405Z" {
+		t.Fatalf("move aside: %s %v", moved, err)
+	}
+	if _, err := os.Stat(moved); err != nil {
+		t.Fatal("the unreadable file was not kept")
 	}
 }
