@@ -17,6 +17,7 @@ import (
 	"hash/fnv"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -185,7 +186,7 @@ func (d *Decoder) values(i int, p *Page) (int, error) {
 		case !d.hasWhen:
 			reason = "an object has no " + d.TimeField
 		default:
-			created, err = time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(d.when), len(d.when)))
+			created, err = ParseTime(unsafe.String(unsafe.SliceData(d.when), len(d.when)))
 			if err != nil || created.Year() < 1970 || created.Year() > 9999 {
 				reason = fmt.Sprintf("an object has an unreadable %s %q", d.TimeField, d.when)
 			}
@@ -211,6 +212,29 @@ func (d *Decoder) values(i int, p *Page) (int, error) {
 		}
 		return i, d.errAt(i, "expected ',' or ']' in value")
 	}
+}
+
+// timeLayouts are the forms of an event time accepted besides RFC 3339:
+// Graph writes UTC with a Z and 7 fractional digits, but a missing zone (read
+// as UTC) or a space for the T must not lose an event.
+var timeLayouts = []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"}
+
+// ParseTime reads an event time.
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err == nil {
+		return t, nil
+	}
+	up := strings.ToUpper(s) // RFC 3339 allows a lower-case t and z
+	if t, e := time.Parse(time.RFC3339Nano, up); e == nil {
+		return t, nil
+	}
+	for _, l := range timeLayouts {
+		if t, e := time.Parse(l, up); e == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, err
 }
 
 // KeyOf returns the de-duplication key of an id.

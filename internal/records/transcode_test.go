@@ -177,6 +177,10 @@ func TestTimePrecision(t *testing.T) {
 		"2024-05-06T07:08:09.1234567Z":   time.Date(2024, 5, 6, 7, 8, 9, 123456700, time.UTC),
 		"2024-05-06T07:08:09.123456789Z": time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC),
 		"2024-05-06T09:08:09.5+02:00":    time.Date(2024, 5, 6, 7, 8, 9, 500000000, time.UTC),
+		"2024-05-06t07:08:09.1234567z":   time.Date(2024, 5, 6, 7, 8, 9, 123456700, time.UTC),
+		"2024-05-06T07:08:09.1234567":    time.Date(2024, 5, 6, 7, 8, 9, 123456700, time.UTC),
+		"2024-05-06 07:08:09Z":           time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC),
+		"2024-05-06 07:08:09.25":         time.Date(2024, 5, 6, 7, 8, 9, 250000000, time.UTC),
 	}
 	for in, want := range rows {
 		rec, ev, _ := decodeOne(t, `{"id":"x","createdDateTime":"`+in+`"}`)
