@@ -4,9 +4,11 @@ FLUENT_BIT ?= fluent-bit
 SO         := build/in_msgraph.so
 SIM        := build/graphsim
 DEMO_PORT  ?= 18080
+FUZZTIME   ?= 10s
+FUZZ       := internal/records:FuzzDecodePage internal/config:FuzzParse internal/schedule:FuzzDecodeState
 SOURCES    := $(shell find plugin internal -name '*.go' -o -name '*.c' -o -name '*.h') go.mod go.sum
 
-.PHONY: all build test fmt-check vet bench e2e demo clean
+.PHONY: all build test fmt-check vet fuzz bench e2e demo clean
 
 all: build
 
@@ -19,12 +21,20 @@ $(SIM): $(SOURCES)
 	$(GO) build -trimpath -o $@ ./internal/graphsim/cmd/graphsim
 
 # Every test: formatting, vet, the unit and simulator tests with the race
-# detector, the C-ABI test (test/cabi) and, when Fluent Bit is found
-# through $$FLUENT_BIT or PATH, the end-to-end tests.
+# detector, the C-ABI test (test/cabi), the end-to-end tests when Fluent Bit
+# is found through $$FLUENT_BIT or PATH, and each fuzz target for FUZZTIME
+# (its corpus is in the package's testdata/fuzz).
 test: fmt-check vet $(SO)
 	@fb=$${FLUENT_BIT:-fluent-bit}; command -v "$$fb" >/dev/null 2>&1 || \
 	  echo "note: no Fluent Bit found through FLUENT_BIT or PATH: the end-to-end tests in ./test are skipped"
 	MSGRAPH_PLUGIN=$(SO) $(GO) test -race -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	@for t in $(FUZZ); do \
+	  echo "$(GO) test -run '^$$' -fuzz '^$${t#*:}$$' -fuzztime $(FUZZTIME) ./$${t%%:*}"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*} || exit 1; \
+	done
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

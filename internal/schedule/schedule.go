@@ -30,6 +30,7 @@
 package schedule
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -75,6 +76,37 @@ type State struct {
 	Cursors   []time.Time   `json:"reconcile_cursors"`
 	Pending   []Chunk       `json:"pending"`
 	NextID    uint64        `json:"next_id"`
+}
+
+// DecodeState reads a persisted state and checks that it can be resumed.
+func DecodeState(raw []byte) (State, error) {
+	var st State
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return State{}, fmt.Errorf("unreadable schedule: %w", err)
+	}
+	ok := func(t time.Time) bool { return t.IsZero() || (t.Year() >= 1970 && t.Year() <= 9999) }
+	switch {
+	case st.Lookback < 0:
+		return State{}, fmt.Errorf("schedule has a negative lookback")
+	case len(st.LevelRuns) > 64 || len(st.Cursors) > 64:
+		return State{}, fmt.Errorf("schedule has too many levels")
+	case !ok(st.Started):
+		return State{}, fmt.Errorf("schedule start out of range")
+	}
+	for _, t := range append(append([]time.Time(nil), st.LevelRuns...), st.Cursors...) {
+		if !ok(t) {
+			return State{}, fmt.Errorf("schedule time out of range")
+		}
+	}
+	for _, c := range st.Pending {
+		if !ok(c.From) || !ok(c.To) || !ok(c.Planned) || !ok(c.OrigTo) || c.To.Before(c.From) || (c.Class != Live && c.Class != Reconcile) || c.Returned < 0 {
+			return State{}, fmt.Errorf("schedule has a damaged pending query")
+		}
+	}
+	if !st.Started.IsZero() && len(st.LevelRuns) == 0 {
+		return State{}, fmt.Errorf("schedule has started but has no levels")
+	}
+	return st, nil
 }
 
 // Params are the settings the schedule follows.

@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"encoding/json"
 	"math/rand"
 	"testing"
 	"time"
@@ -314,4 +315,41 @@ func TestLevels(t *testing.T) {
 	if l := levels(time.Minute, 2*time.Minute); len(l) != 2 {
 		t.Fatalf("%v", l)
 	}
+}
+
+// FuzzDecodeState checks that any persisted state the decoder accepts can
+// be resumed and driven without a panic, and that the horizon never lies in
+// the future.
+func FuzzDecodeState(f *testing.F) {
+	s := New(defaults())
+	s.Plan(t0)
+	s.Plan(t0.Add(3 * time.Hour))
+	raw, _ := json.Marshal(s.State())
+	f.Add(raw)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"lookback":1,"started":"2026-01-01T00:00:00Z","level_runs":["2026-01-01T00:00:00Z"],"pending":[{"id":1,"from":"2026-01-01T00:00:00Z","to":"2026-01-01T00:00:01Z","class":1}]}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		st, err := DecodeState(raw)
+		if err != nil {
+			return
+		}
+		now := t0.Add(5 * time.Hour)
+		r := Restore(defaults(), st, now)
+		for i := range 5 {
+			now = now.Add(time.Minute)
+			r.Plan(now)
+			if c, ok := r.Next(i%2 == 0); ok {
+				if _, _, err := r.PageDone(c.ID, PageResult{Count: 1, Oldest: c.From, Newest: c.To, More: i%3 == 0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if h := r.Horizon(now); h.After(now) {
+				t.Fatalf("horizon %v after now %v", h, now)
+			}
+			r.Backlog(now)
+		}
+		if r.Lookback() < defaults().Lookback || r.Lookback() > defaults().MaxLookback {
+			t.Fatalf("lookback %v", r.Lookback())
+		}
+	})
 }
