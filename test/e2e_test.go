@@ -59,7 +59,14 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func startFluentBit(t *testing.T, bin string, args ...string) *fbProc {
 	t.Helper()
+	return startFluentBitEnv(t, bin, nil, args...)
+}
+
+// startFluentBitEnv starts Fluent Bit with extra environment variables.
+func startFluentBitEnv(t *testing.T, bin string, env []string, args ...string) *fbProc {
+	t.Helper()
 	p := &fbProc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -217,8 +224,11 @@ pipeline:
 		t.Errorf("faults were not exercised: %+v", st)
 	}
 	all := logs.String()
+	for _, e := range got {
+		all += fmt.Sprint(e.Fields)
+	}
 	if strings.Contains(all, secret) || strings.Contains(all, "gsim.") {
-		t.Errorf("a secret or token appears in Fluent Bit's output")
+		t.Errorf("a secret or token appears in Fluent Bit's output or in a record")
 	}
 	for _, bad := range []string{"panic", "SIGSEGV", "fatal error"} {
 		if strings.Contains(all, bad) {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	jsoniter "github.com/json-iterator/go"
+	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/oauth2"
 
 	"github.com/in-msgraph/in_msgraph/internal/auth"
@@ -65,6 +66,10 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 // intercepts TLS), idle connections reused.
 func NewTransport(extraCAs ...*x509.Certificate) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	// The environment is read now, for this transport: net/http reads it
+	// once per process, which would make every later change invisible.
+	proxy := httpproxy.FromEnvironment().ProxyFunc()
+	t.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
 	t.MaxIdleConnsPerHost = 4
 	t.ResponseHeaderTimeout = 0 // bounded by the request context instead
 	if len(extraCAs) > 0 {

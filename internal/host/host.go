@@ -11,6 +11,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,7 +82,7 @@ func (h *Host) Init(g config.Getter, perInstance bool) (Handle, error) {
 	if opts.Logger == nil {
 		opts.Logger = logging.New(name, logging.ParseLevel(g.Get("log_level")))
 	}
-	in, err := input.New(cfg, opts)
+	in, err := newInstance(cfg, opts)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
@@ -105,13 +106,14 @@ func (h *Host) get(handle Handle) *entry {
 
 // Collect returns the instance's next batch, nil when there is none (or the
 // handle is unknown, or delivery is paused).
-func (h *Host) Collect(handle Handle) []byte {
+func (h *Host) Collect(handle Handle) (batch []byte) {
 	e := h.get(handle)
 	if e == nil || h.paused.Load() {
 		return nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.recover("collect", func() { batch = nil; e.in.Abandon() })
 	return e.in.Collect()
 }
 
@@ -123,7 +125,31 @@ func (h *Host) Committed(handle Handle) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.recover("commit", nil)
 	e.in.Commit()
+}
+
+// recover keeps a bug in the plugin from taking Fluent Bit down: the panic
+// is logged (secrets scrubbed) and the call returns nothing, so the events
+// are read again later rather than lost.
+func (e *entry) recover(what string, after func()) {
+	if r := recover(); r != nil {
+		e.in.Logf("internal error in %s, recovered; events are read again later: %v\n%s", what, r, debug.Stack())
+		if after != nil {
+			after()
+		}
+	}
+}
+
+// newInstance builds an instance; a panic becomes an error, so Fluent Bit
+// reports a failed init instead of crashing.
+func newInstance(cfg config.Config, opts input.Options) (in *input.Instance, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			in, err = nil, fmt.Errorf("internal error while starting the input: %v", r)
+		}
+	}()
+	return input.New(cfg, opts)
 }
 
 // Pause stops delivery from every instance.

@@ -70,6 +70,8 @@ type Instance struct {
 	health *health.Monitor
 	ctx    context.Context
 	cancel context.CancelFunc
+	// transport is kept to close its idle connections on Close.
+	transport http.RoundTripper
 
 	dec     records.Decoder
 	page    records.Page
@@ -209,6 +211,8 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		dec:    records.Decoder{TimeField: signInsTimeField},
 		inPage: map[records.Key]struct{}{},
 		top:    cfg.PageSize,
+
+		transport: o.Transport,
 	}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	params := schedule.Params{
@@ -280,6 +284,17 @@ func (in *Instance) openState(params schedule.Params) error {
 		}
 	}
 }
+
+// Abandon forgets the batch being built and the page position, after a
+// failure inside Collect: nothing of it counts as delivered, so its events
+// are read again.
+func (in *Instance) Abandon() {
+	in.pending = nil
+	in.cur = reading{}
+}
+
+// Logf logs an error line for this instance, secrets scrubbed.
+func (in *Instance) Logf(format string, args ...any) { in.log.Errorf(format, args...) }
 
 // Pause stops delivery until Resume (Fluent Bit's back-pressure).
 func (in *Instance) Pause() { in.paused = true }
@@ -720,6 +735,9 @@ func (in *Instance) Close() error {
 	}
 	in.closed = true
 	in.cancel()
+	if t, ok := in.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 	if in.db == nil {
 		return nil
 	}
