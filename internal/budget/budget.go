@@ -1,7 +1,8 @@
-// Package budget paces requests to Graph's reporting APIs, which allow 5
-// requests per 10 seconds per application per tenant. Inputs of one
-// application and tenant in the same Fluent Bit share one Budget, so they
-// never throttle each other into 429s.
+// Package budget paces requests to Graph: the reporting APIs allow 5
+// requests per 10 seconds per application per tenant, Identity Protection 1
+// per second per tenant, the security API 150 per minute. Inputs that draw
+// on the same limit in one Fluent Bit share one Budget, so they never
+// throttle each other into 429s.
 package budget
 
 import (
@@ -9,7 +10,7 @@ import (
 	"time"
 )
 
-// Graph's limit for the identity and access reports.
+// Graph's limit for the identity and access reports, the default.
 const (
 	Requests = 5
 	Window   = 10 * time.Second
@@ -34,14 +35,15 @@ var (
 	registry   = map[string]*Budget{}
 )
 
-// Shared returns the process-wide budget for key (authority, tenant and
-// application).
-func Shared(key string) *Budget {
+// Shared returns the process-wide budget for key (the service's family,
+// the tenant and, where the service counts per app, the application),
+// created with limit requests per window.
+func Shared(key string, limit int, window time.Duration) *Budget {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	b, ok := registry[key]
 	if !ok {
-		b = New(Requests, Window)
+		b = New(limit, window)
 		registry[key] = b
 	}
 	return b

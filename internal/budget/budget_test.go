@@ -38,7 +38,7 @@ func TestSlidingWindow(t *testing.T) {
 }
 
 func TestSharedByKey(t *testing.T) {
-	if Shared("a|t|c") != Shared("a|t|c") || Shared("a|t|c") == Shared("a|t|d") {
+	if Shared("a|t|c", 5, Window) != Shared("a|t|c", 5, Window) || Shared("a|t|c", 5, Window) == Shared("a|t|d", 5, Window) {
 		t.Fatal("sharing by key")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/in-msgraph/in_msgraph/internal/auth"
+	"github.com/in-msgraph/in_msgraph/internal/source"
 )
 
 // Getter reads one property; a missing key reads as "".
@@ -37,7 +38,7 @@ func (m MapGetter) Get(key string) string {
 	return ""
 }
 
-// Sources the plugin can collect.
+// SourceSignIns is the default source.
 const SourceSignIns = "signins"
 
 // Defaults, exported so that docs and tests name one value.
@@ -232,8 +233,8 @@ func (c *Config) Validate() error {
 	if c.Source == "" {
 		c.Source = SourceSignIns
 	}
-	if c.Source != SourceSignIns {
-		return &Error{Key: "source", Value: c.Source, Allowed: "one of: " + SourceSignIns}
+	if _, ok := source.Lookup(c.Source); !ok {
+		return &Error{Key: "source", Value: c.Source, Allowed: "one of: " + source.Names()}
 	}
 	if c.PollInterval < time.Second {
 		return &Error{Key: "poll_interval", Value: FormatDuration(c.PollInterval), Allowed: "at least 1s (Fluent Bit calls the plugin once a second)"}

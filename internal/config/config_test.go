@@ -116,7 +116,7 @@ func TestErrors(t *testing.T) {
 		{"http graph host", with("graph_host", "http://graph.microsoft.com"), `config: graph_host = "http://graph.microsoft.com" is invalid: https is required; plain http is accepted only for loopback addresses`},
 		{"graph host with path", with("graph_host", "https://graph.microsoft.com/v1.0"), `config: graph_host = "https://graph.microsoft.com/v1.0" is invalid: a base URL such as https://graph.microsoft.com, with no path`},
 		{"ftp authority", with("authority_host", "ftp://login"), `config: authority_host = "ftp://login" is invalid: a URL starting with https://`},
-		{"unknown source", with("source", "mail"), `config: source = "mail" is invalid: one of: signins`},
+		{"unknown source", with("source", "mail"), `config: source = "mail" is invalid: one of: signins, signins_noninteractive, signins_service_principal, signins_managed_identity, directory_audits, provisioning, risk_detections, security_alerts`},
 		{"bad duration", with("poll_interval", "1 minute"), `config: poll_interval = "1 minute" is invalid: a duration such as 90s, 30m, 2h or 7d (a bare number means seconds)`},
 		{"negative duration", with("lookback", "-5m"), `config: lookback = "-5m" is invalid: a duration such as 90s, 30m, 2h or 7d (a bare number means seconds)`},
 		{"poll too short", with("poll_interval", "500ms"), `config: poll_interval = "500ms" is invalid: at least 1s (Fluent Bit calls the plugin once a second)`},

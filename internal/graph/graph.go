@@ -116,26 +116,6 @@ func port(u *url.URL) string {
 	return ""
 }
 
-// PageURL builds the first page URL of a collection filtered on a time
-// field to [from, to], both inclusive. Bounds are widened to whole seconds:
-// Graph's documented filter literals have none, and the overlap is
-// absorbed by de-duplication.
-func (c *Client) PageURL(path, field string, from, to time.Time, top int) string {
-	from = from.UTC().Truncate(time.Second)
-	if t := to.UTC().Truncate(time.Second); t.Before(to) {
-		to = t.Add(time.Second)
-	}
-	const layout = "2006-01-02T15:04:05Z"
-	filter := fmt.Sprintf("%s ge %s and %s le %s", field, from.UTC().Format(layout), field, to.UTC().Format(layout))
-	q := url.Values{}
-	q.Set("$filter", filter)
-	q.Set("$top", strconv.Itoa(top))
-	// url.Values escapes '$' in keys; Graph accepts both, but the plain
-	// form is what its documentation shows.
-	enc := strings.NewReplacer("%24filter", "$filter", "%24top", "$top").Replace(q.Encode())
-	return strings.TrimSuffix(c.host.String(), "/") + path + "?" + enc
-}
-
 // Get fetches one page. A 401 drops the cached token and retries once with
 // a fresh one.
 func (c *Client) Get(ctx context.Context, link string) (*Response, error) {

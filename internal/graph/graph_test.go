@@ -21,6 +21,7 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/auth"
 	"github.com/in-msgraph/in_msgraph/internal/graph"
 	"github.com/in-msgraph/in_msgraph/internal/graphsim"
+	"github.com/in-msgraph/in_msgraph/internal/source"
 )
 
 const signIns = "/v1.0/auditLogs/signIns"
@@ -72,10 +73,16 @@ func newSimRig(t *testing.T, opts graphsim.Options) *simRig {
 	return &simRig{clk: clk, sim: sim, tokens: tokens, client: c}
 }
 
+// signinsURL is the sign-ins query the plugin sends for [from, to].
+func signinsURL(host string, from, to time.Time, top int) string {
+	p, _ := source.Lookup("signins")
+	return p.URL(host, from, to, top)
+}
+
 // firstPage is a valid first-page link of the simulator.
 func (r *simRig) firstPage() string {
 	now := r.clk.Now()
-	return r.client.PageURL(signIns, "createdDateTime", now.Add(-time.Hour), now, 100)
+	return signinsURL(r.sim.URL(), now.Add(-time.Hour), now, 100)
 }
 
 // fake is a hand-written Graph host that also serves the token endpoint,
@@ -169,96 +176,6 @@ func (c *counter) count() int {
 	return c.n
 }
 
-func TestPageURL(t *testing.T) {
-	at := func(s string) time.Time {
-		v, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	const q = "?$filter=createdDateTime+ge+%s+and+createdDateTime+le+%s&$top=%d"
-	tests := []struct {
-		name     string
-		host     string
-		path     string
-		from, to time.Time
-		top      int
-		want     string
-	}{
-		{
-			name: "whole seconds are kept",
-			host: "https://graph.microsoft.com",
-			from: at("2026-03-02T08:00:00Z"), to: at("2026-03-02T08:10:00Z"), top: 1000,
-			want: "https://graph.microsoft.com/v1.0/auditLogs/signIns" + fmt.Sprintf(q, "2026-03-02T08%3A00%3A00Z", "2026-03-02T08%3A10%3A00Z", 1000),
-		},
-		{
-			name: "from floors and to ceils to whole seconds",
-			host: "https://graph.microsoft.com",
-			from: at("2026-03-02T08:00:00.9999999Z"), to: at("2026-03-02T08:10:00.0000001Z"), top: 50,
-			want: "https://graph.microsoft.com/v1.0/auditLogs/signIns" + fmt.Sprintf(q, "2026-03-02T08%3A00%3A00Z", "2026-03-02T08%3A10%3A01Z", 50),
-		},
-		{
-			name: "one nanosecond past a second widens to the next",
-			host: "https://graph.microsoft.com",
-			from: at("2026-03-02T08:00:00.000000001Z"), to: at("2026-03-02T08:00:00.000000001Z"), top: 1,
-			want: "https://graph.microsoft.com/v1.0/auditLogs/signIns" + fmt.Sprintf(q, "2026-03-02T08%3A00%3A00Z", "2026-03-02T08%3A00%3A01Z", 1),
-		},
-		{
-			name: "a ceiling that crosses midnight and a year",
-			host: "https://graph.microsoft.com",
-			from: at("2025-12-31T23:59:59.5Z"), to: at("2025-12-31T23:59:59.5Z"), top: 1000,
-			want: "https://graph.microsoft.com/v1.0/auditLogs/signIns" + fmt.Sprintf(q, "2025-12-31T23%3A59%3A59Z", "2026-01-01T00%3A00%3A00Z", 1000),
-		},
-		{
-			name: "other zones are written in UTC",
-			host: "https://graph.microsoft.com",
-			from: at("2026-03-02T09:00:00.25+01:00"), to: at("2026-03-02T03:10:00.5-05:00"), top: 1000,
-			want: "https://graph.microsoft.com/v1.0/auditLogs/signIns" + fmt.Sprintf(q, "2026-03-02T08%3A00%3A00Z", "2026-03-02T08%3A10%3A01Z", 1000),
-		},
-		{
-			name: "a trailing slash on the host is not doubled",
-			host: "https://graph.microsoft.com/",
-			from: at("2026-03-02T08:00:00Z"), to: at("2026-03-02T08:10:00Z"), top: 1000,
-			want: "https://graph.microsoft.com/v1.0/auditLogs/signIns" + fmt.Sprintf(q, "2026-03-02T08%3A00%3A00Z", "2026-03-02T08%3A10%3A00Z", 1000),
-		},
-		{
-			name: "a loopback host keeps its port",
-			host: "http://127.0.0.1:8080", path: "/beta/auditLogs/signIns",
-			from: at("2026-03-02T08:00:00Z"), to: at("2026-03-02T08:10:00Z"), top: 7,
-			want: "http://127.0.0.1:8080/beta/auditLogs/signIns" + fmt.Sprintf(q, "2026-03-02T08%3A00%3A00Z", "2026-03-02T08%3A10%3A00Z", 7),
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := graph.NewClient(tt.host, nil, nil, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := signIns
-			if tt.path != "" {
-				path = tt.path
-			}
-			got := c.PageURL(path, "createdDateTime", tt.from, tt.to, tt.top)
-			if got != tt.want {
-				t.Errorf("PageURL:\n got %s\nwant %s", got, tt.want)
-			}
-			// The link must decode to the filter Graph documents, with
-			// plain spaces and no fractional seconds.
-			u, err := url.Parse(got)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f := u.Query().Get("$filter")
-			if strings.Contains(f, ".") || !strings.HasPrefix(f, "createdDateTime ge ") || !strings.Contains(f, " and createdDateTime le ") {
-				t.Errorf("$filter decodes to %q", f)
-			}
-			if u.Query().Get("$top") != fmt.Sprint(tt.top) {
-				t.Errorf("$top decodes to %q", u.Query().Get("$top"))
-			}
-		})
-	}
-}
 
 // TestPageURLWidensTheSimulatorsSelection checks the widening end to end:
 // events just outside the requested sub-second bounds but inside the whole
@@ -285,7 +202,7 @@ func TestPageURLWidensTheSimulatorsSelection(t *testing.T) {
 		created := base.Add(off)
 		r.sim.Add(graphsim.Event{ID: id, Created: created, Visible: created, JSON: graphsim.SignIn(rng, id, created)})
 	}
-	link := r.client.PageURL(signIns, "createdDateTime", base.Add(700*time.Millisecond), base.Add(10*time.Second+100*time.Millisecond), 100)
+	link := signinsURL(r.sim.URL(), base.Add(700*time.Millisecond), base.Add(10*time.Second+100*time.Millisecond), 100)
 	resp, err := r.client.Get(context.Background(), link)
 	if err != nil {
 		t.Fatal(err)
@@ -543,7 +460,7 @@ func TestAPIErrorsFromSimulator(t *testing.T) {
 		{name: "page size too large", status: 400, code: "BadRequest", fix: "page_size",
 			link: func(r *simRig) string {
 				now := r.clk.Now()
-				return r.client.PageURL(signIns, "createdDateTime", now.Add(-time.Hour), now, 1001)
+				return signinsURL(r.sim.URL(), now.Add(-time.Hour), now, 1001)
 			}},
 		{name: "unknown path", status: 404, code: "ResourceNotFound", fix: "graph_host",
 			link: func(r *simRig) string { return r.sim.URL() + "/v1.0/auditLogs/signInz" }},

@@ -28,13 +28,8 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/logging"
 	"github.com/in-msgraph/in_msgraph/internal/records"
 	"github.com/in-msgraph/in_msgraph/internal/schedule"
+	"github.com/in-msgraph/in_msgraph/internal/source"
 	"github.com/in-msgraph/in_msgraph/internal/state"
-)
-
-// Source profile of the sign-in log.
-const (
-	signInsPath      = "/v1.0/auditLogs/signIns"
-	signInsTimeField = "createdDateTime"
 )
 
 // Options are the parts of an instance that tests replace.
@@ -57,19 +52,20 @@ type Stats struct {
 
 // Instance is one configured input.
 type Instance struct {
-	cfg    config.Config
-	now    func() time.Time
-	rng    *rand.Rand
-	log    *logging.Logger
-	tokens *auth.Source
-	client *graph.Client
-	budget *budget.Budget
-	sched  *schedule.Schedule
-	seen   *dedup.Set
-	db     store
-	health *health.Monitor
-	ctx    context.Context
-	cancel context.CancelFunc
+	cfg     config.Config
+	profile source.Profile
+	now     func() time.Time
+	rng     *rand.Rand
+	log     *logging.Logger
+	tokens  *auth.Source
+	client  *graph.Client
+	budget  *budget.Budget
+	sched   *schedule.Schedule
+	seen    *dedup.Set
+	db      store
+	health  *health.Monitor
+	ctx     context.Context
+	cancel  context.CancelFunc
 	// transport is kept to close its idle connections on Close.
 	transport http.RoundTripper
 
@@ -119,6 +115,7 @@ type reading struct {
 }
 
 type commit struct {
+	split  bool // read the chunk again in halves
 	add    []state.Entry
 	chunk  uint64
 	result schedule.PageResult
@@ -195,22 +192,28 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	client.Now = o.Now
+	profile, ok := source.Lookup(cfg.Source)
+	if !ok {
+		return nil, fmt.Errorf("config: source = %q is invalid: one of: %s", cfg.Source, source.Names())
+	}
 	if o.Budget == nil {
-		o.Budget = budget.Shared(cfg.AuthorityHost + "|" + strings.ToLower(cfg.TenantID) + "|" + strings.ToLower(cfg.ClientID))
+		b := profile.Budget
+		o.Budget = budget.Shared(profile.BudgetKey(cfg.AuthorityHost, cfg.TenantID, cfg.ClientID), b.Requests, b.Window)
 	}
 	in := &Instance{
-		cfg:    cfg,
-		now:    o.Now,
-		rng:    o.Rand,
-		log:    o.Logger,
-		tokens: tokens,
-		client: client,
-		budget: o.Budget,
-		seen:   dedup.New(),
-		health: health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
-		dec:    records.Decoder{TimeField: signInsTimeField},
-		inPage: map[records.Key]struct{}{},
-		top:    cfg.PageSize,
+		cfg:     cfg,
+		profile: profile,
+		now:     o.Now,
+		rng:     o.Rand,
+		log:     o.Logger,
+		tokens:  tokens,
+		client:  client,
+		budget:  o.Budget,
+		seen:    dedup.New(),
+		health:  health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
+		dec:     records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
+		inPage:  map[records.Key]struct{}{},
+		top:     profile.Top(cfg.PageSize),
 
 		transport: o.Transport,
 	}
@@ -229,6 +232,9 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	in.log.Infof("configuration: %s", cfg.Redacted())
+	if in.top < cfg.PageSize {
+		in.log.Infof("page_size %d is above what %s accepts: pages of %d are asked for", cfg.PageSize, profile.Name, in.top)
+	}
 	return in, nil
 }
 
@@ -370,7 +376,7 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	link := in.cur.link
 	if link == "" {
-		link = in.client.PageURL(signInsPath, signInsTimeField, chunk.From, chunk.To, in.top)
+		link = in.profile.URL(in.cfg.GraphHost, chunk.From, chunk.To, in.top)
 	}
 	if !in.budget.TryTake(now) {
 		return
@@ -398,9 +404,9 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	in.onSuccess(now)
 	in.Stats.Pages++
-	if in.top < in.cfg.PageSize {
+	if full := in.profile.Top(in.cfg.PageSize); in.top < full {
 		if in.topOK++; in.topOK >= 20 {
-			in.top, in.topOK = min(2*in.top, in.cfg.PageSize), 0
+			in.top, in.topOK = min(2*in.top, full), 0
 		}
 	}
 	in.log.Debugf("at %s: %s query %s..%s: page of %d events, more=%t", now.UTC().Format("15:04:05.0"), chunk.Class, chunk.From.UTC().Format(time.RFC3339Nano), chunk.To.UTC().Format(time.RFC3339Nano), len(in.page.Records), in.page.NextLink != "")
@@ -429,6 +435,9 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	clear(in.inPage)
 	in.pending = &commit{chunk: chunk.ID, result: res, link: in.page.NextLink, when: now, class: chunk.Class}
+	// A full page without a nextLink, from a service that answers that way
+	// instead of paging: the range may hold more than a page.
+	in.pending.split = in.profile.NoNextLink && in.page.NextLink == "" && len(in.page.Records)+in.page.Invalid >= in.top
 }
 
 type pagingError struct{ msg string }
@@ -456,6 +465,14 @@ func (in *Instance) Commit() {
 	in.Stats.Delivered += len(c.add)
 	if c.class == schedule.Reconcile && len(c.add) > 0 {
 		in.lateArrivals(now, c)
+	}
+	if c.split {
+		in.cur = reading{}
+		if !in.sched.Split(c.chunk) {
+			in.log.Warnf("%s answered a full page of %d without a nextLink for a range of two seconds or less; more updates within those seconds cannot be asked for", in.profile.Name, in.top)
+		}
+		in.save(now, c.add, nil)
+		return
 	}
 	chunk, done, err := in.sched.PageDone(c.chunk, c.result)
 	switch {
@@ -690,7 +707,7 @@ func (in *Instance) checkConditions(now time.Time) {
 	switch {
 	case !in.newest.IsZero() && now.Sub(in.newest) > in.cfg.DriftWarning:
 		age := now.Sub(in.newest).Round(time.Second)
-		msg := fmt.Sprintf("the newest event Graph returns is %s old (drift_warning %s): Graph is publishing late, or the tenant has had no sign-ins since", age, config.FormatDuration(in.cfg.DriftWarning))
+		msg := fmt.Sprintf("the newest event Graph returns is %s old (drift_warning %s): Graph is publishing late, or the tenant has had no such events since", age, config.FormatDuration(in.cfg.DriftWarning))
 		if in.health.Fire(now, health.DriftExceeded, msg, records.Field{Key: "newest_event", Value: in.newest.UTC().Format(time.RFC3339Nano)},
 			records.Field{Key: "drift_seconds", Value: age}) {
 			in.log.Warnf("%s", msg)

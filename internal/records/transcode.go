@@ -72,6 +72,9 @@ type Decoder struct {
 	// TimeField is the top-level key holding the event time
 	// (createdDateTime for sign-ins).
 	TimeField string
+	// Versioned makes the key (id, time field): each update of an object
+	// that changes over its life is an event of its own.
+	Versioned bool
 
 	in      []byte
 	scratch []byte // unescaped string bytes
@@ -200,7 +203,15 @@ func (d *Decoder) values(i int, p *Page) (int, error) {
 		} else {
 			binary.BigEndian.PutUint32(p.Buf[start+3:], uint32(created.Unix()))
 			binary.BigEndian.PutUint32(p.Buf[start+7:], uint32(created.Nanosecond()))
-			p.Records = append(p.Records, Record{Key: KeyOf(d.id), Created: created.UnixNano(), Start: start, End: len(p.Buf)})
+			key := KeyOf(d.id)
+			if d.Versioned {
+				// Normalised time, so that two spellings of one instant
+				// are one update.
+				d.id = append(d.id, 0)
+				d.id = created.UTC().AppendFormat(d.id, time.RFC3339Nano)
+				key = KeyOf(d.id)
+			}
+			p.Records = append(p.Records, Record{Key: key, Created: created.UnixNano(), Start: start, End: len(p.Buf)})
 		}
 		i = d.ws(i)
 		if i < len(body) && body[i] == ',' {

@@ -334,3 +334,26 @@ func FuzzDecodePage(f *testing.F) {
 		}
 	})
 }
+
+func TestVersionedKeys(t *testing.T) {
+	d := Decoder{TimeField: "lastUpdateDateTime", Versioned: true}
+	var p Page
+	body := `{"value":[
+	{"id":"alert-1","lastUpdateDateTime":"2026-01-01T00:00:00Z","status":"new"},
+	{"id":"alert-1","lastUpdateDateTime":"2026-01-01T01:00:00Z","status":"inProgress"},
+	{"id":"alert-1","lastUpdateDateTime":"2026-01-01T01:00:00.000+00:00","status":"inProgress"},
+	{"id":"alert-2","lastUpdateDateTime":"2026-01-01T00:00:00Z","status":"new"}]}`
+	if err := d.DecodePage([]byte(body), &p); err != nil || len(p.Records) != 4 {
+		t.Fatalf("%v %d", err, len(p.Records))
+	}
+	k := func(i int) Key { return p.Records[i].Key }
+	if k(0) == k(1) || k(1) != k(2) || k(0) == k(3) {
+		t.Fatal("an update is (id, time): two times are two updates, two spellings of one time are one")
+	}
+	plain := Decoder{TimeField: "lastUpdateDateTime"}
+	var q Page
+	plain.DecodePage([]byte(body), &q)
+	if q.Records[0].Key != q.Records[1].Key {
+		t.Fatal("without Versioned the key is the id")
+	}
+}

@@ -261,6 +261,10 @@ func (s *Schedule) add(c Chunk) {
 	s.st.NextID++
 	c.ID = s.st.NextID
 	s.st.Pending = append(s.st.Pending, c)
+	s.sortPending()
+}
+
+func (s *Schedule) sortPending() {
 	sort.SliceStable(s.st.Pending, func(i, j int) bool {
 		a, b := s.st.Pending[i], s.st.Pending[j]
 		switch {
@@ -338,6 +342,33 @@ func (s *Schedule) PageDone(id uint64, r PageResult) (Chunk, bool, error) {
 		c.To = r.Oldest
 	}
 	return *c, false, nil
+}
+
+// Split replaces chunk id by its two halves, for a service that answered
+// a full page without a nextLink: each half is read on its own until the
+// answers fit a page. A range of two seconds or less cannot be split (the
+// queries' bounds are whole seconds); Split then reports false and the
+// chunk counts as done.
+func (s *Schedule) Split(id uint64) bool {
+	i := s.find(id)
+	if i < 0 {
+		return false
+	}
+	c := s.st.Pending[i]
+	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
+	if c.To.Sub(c.From) <= 2*time.Second {
+		return false
+	}
+	mid := c.From.Add(c.To.Sub(c.From) / 2)
+	for _, h := range []Chunk{{From: c.From, To: mid}, {From: mid, To: c.To}} {
+		h.Class, h.Planned = c.Class, c.Planned
+		h.OrigTo = h.To
+		s.st.NextID++
+		h.ID = s.st.NextID
+		s.st.Pending = append(s.st.Pending, h)
+	}
+	s.sortPending()
+	return true
 }
 
 func (s *Schedule) find(id uint64) int {

@@ -353,3 +353,33 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
+
+func TestSplit(t *testing.T) {
+	s := New(defaults())
+	s.Plan(t0)
+	c, _ := s.Next(false)
+	if !s.Split(c.ID) {
+		t.Fatal("a 30-minute chunk was not split")
+	}
+	p := s.Pending()
+	if len(p) != 2 || !p[1].From.Equal(c.From) || !p[0].To.Equal(c.To) || !p[0].From.Equal(p[1].To) {
+		t.Fatalf("halves %v..%v and %v..%v", p[0].From, p[0].To, p[1].From, p[1].To)
+	}
+	// Halving down to two seconds, then the chunk counts as done.
+	n := 0
+	for {
+		c, ok := s.Next(false)
+		if !ok {
+			break
+		}
+		if !s.Split(c.ID) {
+			n++
+		}
+		if n > 5000 {
+			t.Fatal("splitting does not end")
+		}
+	}
+	if n != 1024 {
+		t.Fatalf("%d two-second pieces, want 1024", n)
+	}
+}
