@@ -22,6 +22,7 @@ type receiver struct {
 	ln     net.Listener
 	mu     sync.Mutex
 	events []records.Event
+	tags   []string // the tag of each event
 	errs   []error
 	wg     sync.WaitGroup
 }
@@ -76,7 +77,8 @@ func (r *receiver) serve(rd *msgp.Reader) {
 			}
 			return
 		}
-		if _, err := rd.ReadString(); err != nil { // tag
+		tag, err := rd.ReadString()
+		if err != nil {
 			r.fail(err)
 			return
 		}
@@ -145,8 +147,22 @@ func (r *receiver) serve(rd *msgp.Reader) {
 		}
 		r.mu.Lock()
 		r.events = append(r.events, evs...)
+		for range evs {
+			r.tags = append(r.tags, tag)
+		}
 		r.mu.Unlock()
 	}
+}
+
+// byTag returns the events received under each tag.
+func (r *receiver) byTag() map[string][]records.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string][]records.Event{}
+	for i, e := range r.events {
+		out[r.tags[i]] = append(out[r.tags[i]], e)
+	}
+	return out
 }
 
 func (r *receiver) snapshot() ([]records.Event, []error) {

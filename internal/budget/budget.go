@@ -23,7 +23,17 @@ type Budget struct {
 	window  time.Duration
 	sent    []time.Time
 	blocked time.Time
+	// waiting holds the consumers refused a request, so that a freed slot
+	// goes to the one that has waited longest: inputs sharing a budget
+	// take turns instead of the quickest one taking every slot.
+	waiting map[any]*waiter
 }
+
+type waiter struct{ since, last time.Time }
+
+// staleWait: a consumer that has not asked for this long has stopped
+// waiting (its work was done, or it was closed).
+const staleWait = 5 * time.Second
 
 // New returns a budget of limit requests per window.
 func New(limit int, window time.Duration) *Budget {
@@ -70,15 +80,42 @@ func (b *Budget) wait(now time.Time) time.Duration {
 	return w
 }
 
-// TryTake takes one request from the budget if one is free now.
-func (b *Budget) TryTake(now time.Time) bool {
+// TryTake takes one request from the budget for consumer who, if one is
+// free now and no other consumer has been waiting longer for it.
+func (b *Budget) TryTake(now time.Time, who any) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.wait(now) > 0 {
-		return false
+	if b.waiting == nil {
+		b.waiting = map[any]*waiter{}
 	}
-	b.sent = append(b.sent, now)
-	return true
+	me := b.waiting[who]
+	if me == nil {
+		me = &waiter{since: now}
+	}
+	me.last = now
+	if b.wait(now) == 0 && !b.someoneBefore(now, who, me) {
+		delete(b.waiting, who)
+		b.sent = append(b.sent, now)
+		return true
+	}
+	b.waiting[who] = me
+	return false
+}
+
+func (b *Budget) someoneBefore(now time.Time, who any, me *waiter) bool {
+	for w, o := range b.waiting {
+		if w == who {
+			continue
+		}
+		if now.Sub(o.last) > staleWait {
+			delete(b.waiting, w)
+			continue
+		}
+		if o.since.Before(me.since) {
+			return true
+		}
+	}
+	return false
 }
 
 // Block stops all requests until t (after a 429 with Retry-After).

@@ -176,7 +176,6 @@ func (c *counter) count() int {
 	return c.n
 }
 
-
 // TestPageURLWidensTheSimulatorsSelection checks the widening end to end:
 // events just outside the requested sub-second bounds but inside the whole
 // seconds around them come back, and nothing beyond.

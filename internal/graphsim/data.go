@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"time"
 )
 
@@ -54,27 +53,12 @@ func RealisticLateness(scale time.Duration) Lateness {
 	}
 }
 
-// Generate returns n events, oldest first, created uniformly in [from, to)
-// (rounded down to 100 ns) and visible late(r) after creation; a nil late
-// makes them visible at once.
+// Generate returns n sign-ins, oldest first, created uniformly in
+// [from, to) (rounded down to 100 ns) and visible late(r) after creation;
+// a nil late makes them visible at once. It is GenerateSource for
+// "signins".
 func Generate(r *rand.Rand, from, to time.Time, n int, late Lateness) []Event {
-	events := make([]Event, 0, max(n, 0))
-	span := to.Sub(from)
-	for range n {
-		c := from
-		if span > 0 {
-			c = from.Add(time.Duration(r.Int64N(int64(span))))
-		}
-		c = c.UTC().Truncate(100 * time.Nanosecond)
-		id := NewID(r)
-		v := c
-		if late != nil {
-			v = c.Add(late(r))
-		}
-		events = append(events, Event{ID: id, Created: c, Visible: v, JSON: SignIn(r, id, c)})
-	}
-	slices.SortFunc(events, compareEvents)
-	return events
+	return GenerateSource(r, SourceSignIns, from, to, n, late)
 }
 
 type signIn struct {

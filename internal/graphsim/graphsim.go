@@ -1,14 +1,18 @@
 // Package graphsim is an in-process Microsoft Graph and Entra ID token
-// endpoint simulator for the sign-in log API. It reproduces what a pull
-// client has to survive in production: the OAuth2 client-credentials
+// endpoint simulator for the audit log APIs a pull client collects from:
+// sign-ins of every kind, directory audits, provisioning events, risk
+// detections and security alerts. It reproduces what such a client has to
+// survive in production: the OAuth2 client-credentials
 // exchange with Entra-style error bodies (with a client secret, a
 // certificate-signed client assertion verified for real, or a federated
 // workload identity token), the Azure Instance Metadata Service (IMDS)
 // token endpoint of a managed identity, expiring bearer tokens,
 // newest-first paging with opaque skip tokens that stay stable across
-// retries, strict $filter validation, events that become visible only some
-// time after their createdDateTime, per-tenant throttling with a fractional
-// Retry-After, licence and permission errors, and injected server faults.
+// retries (and the alerts list that never pages), strict per-endpoint
+// $filter validation, events that become visible only some time after
+// their own time, objects that change after they are first logged, each
+// API family's throttling, licence and permission errors, and injected
+// server faults.
 // Every time decision goes through an injectable clock so that tests of
 // expiry, lateness and back-off never sleep.
 package graphsim
@@ -16,6 +20,7 @@ package graphsim
 import (
 	"cmp"
 	"crypto/x509"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -33,8 +38,8 @@ const (
 	DefaultClientSecret = "sim-secret"
 )
 
-// DateTimeLayout is how Graph renders createdDateTime: UTC with exactly
-// seven fractional digits.
+// DateTimeLayout is how Graph renders createdDateTime and the other time
+// fields the simulator filters on: UTC with exactly seven fractional digits.
 const DateTimeLayout = "2006-01-02T15:04:05.0000000Z"
 
 // Options configures a Server. Zero values select the documented defaults.
@@ -53,10 +58,15 @@ type Options struct {
 	ClientSecret  string
 	// TokenLifetime is the access token lifetime (default 1h).
 	TokenLifetime time.Duration
-	// Throttle enforces 5 requests per 10 s per (tenant, client) on
-	// auditLogs endpoints.
+	// Throttle enforces Graph's documented limits: 5 requests per 10 s per
+	// (tenant, client) shared by signIns, directoryAudits and provisioning;
+	// 1 request per second per tenant, whichever client, on riskDetections,
+	// whose 429 has no Retry-After; 150 requests per minute per (tenant,
+	// client) on security alerts.
 	Throttle bool
 	// MaxPageSize is the default and largest accepted $top (default 1000).
+	// An endpoint with a lower documented limit keeps it: riskDetections
+	// accepts at most 500 and answers 20 without a $top.
 	MaxPageSize int
 	// Faults is the initial fault configuration; see Server.SetFaults.
 	Faults Faults
@@ -85,25 +95,40 @@ type Options struct {
 // probabilities; the token endpoint is never faulted, and IMDS has its own
 // IMDSFaults.
 type Faults struct {
-	Rate429       float64 // 429 with a fractional Retry-After in [0.1, 2]
+	Rate429       float64 // 429 with a fractional Retry-After in [0.1, 2], without one on riskDetections
 	Rate503       float64 // 503 with Retry-After: 1
 	Rate500       float64
 	Rate504       float64
 	RateTruncated float64 // 200 whose body stops halfway through the JSON
-	Licence403    bool    // signIns answer 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant
-	Permission403 bool    // signIns answer 403 Authentication_MSGraphPermissionMissing
+	Licence403    bool    // lists that need P1/P2 (all but directoryAudits and alerts) answer 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant
+	Permission403 bool    // every list answers 403 Authentication_MSGraphPermissionMissing
 }
 
-// Event is one sign-in record held by the simulator.
+// Event is one record held by the simulator: a sign-in, directory audit,
+// provisioning event, risk detection or security alert, as Source says.
+//
+// Risk detections and security alerts change after they are first logged
+// (state, status, classification), each change moving their lastUpdated
+// time, and Graph lists only the current version of an object. In the
+// simulator several Events of such a source (see Versioned) may share an
+// ID, each one version whose Created is its lastUpdated time. An object's
+// current version is its visible version with the latest Created; a query
+// returns it only if that Created is within the $filter bounds, and never
+// returns an older version, even one within them.
 type Event struct {
 	ID string
-	// Created is the createdDateTime, a multiple of 100 ns in UTC.
+	// Source is the plugin source the event belongs to, one of Sources;
+	// "" is "signins". Events of an unknown source are kept but never
+	// served.
+	Source string
+	// Created is the event's time: the value of its source's time field
+	// (see TimeField), a multiple of 100 ns in UTC.
 	Created time.Time
 	// Visible is the moment (by Options.Now) from which queries return
 	// the event; it models ingestion latency.
 	Visible time.Time
-	// JSON is the complete sign-in object, served verbatim. Its "id" and
-	// "createdDateTime" must match ID and Created.
+	// JSON is the complete object, served verbatim. Its "id" and time
+	// field must match ID and Created.
 	JSON []byte
 }
 
@@ -120,9 +145,12 @@ type Stats struct {
 	ByCredential  map[string]int
 	Throttled     int // 429s from the rate limit (injected 429s show only in ByStatus)
 	Truncated     int // truncated bodies sent
-	Pages         int // complete signIns pages sent
+	Pages         int // complete list pages sent, every endpoint
 	Unauthorized  int // 401s
 	MaxConcurrent int // most requests in flight at once
+	// ByPath counts the requests to each Graph list path, such as
+	// "/v1.0/auditLogs/signIns".
+	ByPath map[string]int
 }
 
 // Server is the simulator. All methods are safe for concurrent use.
@@ -136,10 +164,10 @@ type Server struct {
 	certs     []*x509.Certificate // registered client certificates
 	federated []string            // accepted federated tokens
 	rng       *rand.Rand
-	events    []Event // sorted ascending by (Created, ID)
+	events    map[string][]Event // per canonical source, ascending by compareEvents
 	tokens    map[string]grant
-	hits      map[string][]time.Time // admitted request times per (tenant, client)
-	snaps     map[string][][]byte
+	hits      map[string][]time.Time // admitted request times per throttle budget
+	snaps     map[string]snapshot
 	snapOrder []string
 	snapSize  int
 	stats     Stats
@@ -175,8 +203,9 @@ func New(opts Options) *Server {
 		rng:       rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
 		tokens:    make(map[string]grant),
 		hits:      make(map[string][]time.Time),
-		snaps:     make(map[string][][]byte),
-		stats:     Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int)},
+		events:    make(map[string][]Event),
+		snaps:     make(map[string]snapshot),
+		stats:     Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int), ByPath: make(map[string]int)},
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s
@@ -248,52 +277,73 @@ func (s *Server) SetClientCertificates(certs ...*x509.Certificate) {
 	s.mu.Unlock()
 }
 
-// Add stores events. Events are not validated, so a test can serve
-// deliberately malformed JSON.
+// Add stores events, of any mix of sources. Events are not validated, so a
+// test can serve deliberately malformed JSON.
 func (s *Server) Add(events ...Event) {
-	batch := slices.Clone(events)
-	slices.SortFunc(batch, compareEvents)
+	bySource := make(map[string][]Event)
+	for _, e := range events {
+		name := canonical(e.Source)
+		bySource[name] = append(bySource[name], e)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Merging keeps Add linear in the stored events, which matters when a
-	// generator adds a few events many times a second.
-	merged := make([]Event, 0, len(s.events)+len(batch))
+	for name, batch := range bySource {
+		slices.SortFunc(batch, compareEvents)
+		s.events[name] = mergeEvents(s.events[name], batch)
+	}
+}
+
+// mergeEvents merges two ascending lists. Merging keeps Add linear in the
+// stored events, which matters when a generator adds a few events many
+// times a second.
+func mergeEvents(old, batch []Event) []Event {
+	merged := make([]Event, 0, len(old)+len(batch))
 	i, j := 0, 0
-	for i < len(s.events) && j < len(batch) {
-		if compareEvents(s.events[i], batch[j]) <= 0 {
-			merged = append(merged, s.events[i])
+	for i < len(old) && j < len(batch) {
+		if compareEvents(old[i], batch[j]) <= 0 {
+			merged = append(merged, old[i])
 			i++
 		} else {
 			merged = append(merged, batch[j])
 			j++
 		}
 	}
-	merged = append(merged, s.events[i:]...)
-	s.events = append(merged, batch[j:]...)
+	merged = append(merged, old[i:]...)
+	return append(merged, batch[j:]...)
 }
 
-// Events returns all stored events, visible or not, oldest first. The JSON
-// slices are shared and must not be modified.
+// Events returns all stored events of every source, visible or not, and
+// every version of a versioned object, oldest first. The JSON slices are
+// shared and must not be modified.
 func (s *Server) Events() []Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.events)
+	var all []Event
+	for _, evs := range s.events {
+		all = mergeEvents(all, evs)
+	}
+	return all
 }
 
-// Remove deletes the events created before t, as Graph does when they pass
-// its retention (or when a licence lapses), and returns how many it removed.
+// Remove deletes the events whose time is before t, as Graph does when
+// they pass its retention (or when a licence lapses), and returns how many
+// it removed. Of a versioned object it removes the old versions only,
+// unless all are that old.
 func (s *Server) Remove(before time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kept := s.events[:0]
-	for _, e := range s.events {
-		if !e.Created.Before(before) {
-			kept = append(kept, e)
+	n := 0
+	for name, evs := range s.events {
+		kept := evs[:0]
+		for _, e := range evs {
+			if !e.Created.Before(before) {
+				kept = append(kept, e)
+			}
 		}
+		n += len(evs) - len(kept)
+		clear(evs[len(kept):])
+		s.events[name] = kept
 	}
-	n := len(s.events) - len(kept)
-	clear(s.events[len(kept):])
-	s.events = kept
 	return n
 }
 
@@ -306,10 +356,8 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.stats.ByStatus {
 		st.ByStatus[k] = v
 	}
-	st.ByCredential = make(map[string]int, len(s.stats.ByCredential))
-	for k, v := range s.stats.ByCredential {
-		st.ByCredential[k] = v
-	}
+	st.ByCredential = maps.Clone(s.stats.ByCredential)
+	st.ByPath = maps.Clone(s.stats.ByPath)
 	return st
 }
 
@@ -317,7 +365,10 @@ func compareEvents(a, b Event) int {
 	if c := a.Created.Compare(b.Created); c != 0 {
 		return c
 	}
-	return strings.Compare(a.ID, b.ID)
+	if c := strings.Compare(a.ID, b.ID); c != 0 {
+		return c
+	}
+	return strings.Compare(canonical(a.Source), canonical(b.Source))
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -338,9 +389,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	p := r.URL.Path
+	ep, isList := endpoints[p]
 	switch {
-	case p == "/v1.0/auditLogs/signIns" || p == "/beta/auditLogs/signIns":
-		s.signIns(rec, r)
+	case isList:
+		s.mu.Lock()
+		s.stats.ByPath[p]++
+		s.mu.Unlock()
+		s.list(rec, r, ep)
 	case p == IMDSPath:
 		s.imds(rec, r)
 	case strings.HasSuffix(p, tokenPathSuffix) && strings.Count(p, "/") == strings.Count(tokenPathSuffix, "/")+1:

@@ -378,7 +378,7 @@ func (in *Instance) readPage(now time.Time) {
 	if link == "" {
 		link = in.profile.URL(in.cfg.GraphHost, chunk.From, chunk.To, in.top)
 	}
-	if !in.budget.TryTake(now) {
+	if !in.budget.TryTake(now, in) {
 		return
 	}
 	in.Stats.Requests++
@@ -528,7 +528,9 @@ func (in *Instance) chunkDone(now time.Time, c schedule.Chunk) {
 		}
 		return
 	}
-	if !c.To.Equal(c.OrigTo) {
+	// An object that changes leaves the range of its old version, so an
+	// empty answer says nothing for those sources.
+	if !c.To.Equal(c.OrigTo) || in.profile.Versioned {
 		return
 	}
 	if n := in.seen.CountRange(c.From.UnixNano(), c.To.UnixNano()); n > 0 {

@@ -7,6 +7,11 @@
 //	graphsim listening on http://127.0.0.1:PORT
 //	URL=http://127.0.0.1:PORT
 //
+// -sources picks the sources it generates records for (signins by
+// default); -events and -rate apply to each of them, and a quarter of the
+// new records of a versioned source (risk_detections, security_alerts) are
+// new versions of earlier objects.
+//
 // Besides Graph, the token endpoint and IMDS it serves, so a test can
 // inspect and steer a running simulator:
 //
@@ -32,6 +37,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,9 +56,10 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("graphsim", flag.ContinueOnError)
 	var (
 		listen   = fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
-		events   = fs.Int("events", 0, "initial events spread over the last -span")
+		events   = fs.Int("events", 0, "initial events of each source, spread over the last -span")
 		span     = fs.Duration("span", time.Hour, "time range of the initial events")
-		rate     = fs.Float64("rate", 0, "new events per second, generated continuously")
+		rate     = fs.Float64("rate", 0, "new events per second of each source, generated continuously")
+		sources  = fs.String("sources", graphsim.SourceSignIns, "comma-separated sources to generate records for: "+strings.Join(graphsim.Sources, ", "))
 		lateness = fs.Duration("late-scale", 2*time.Second, "lateness scale of generated events (P95 ≈ 2x, P99 ≈ 5x)")
 		seed     = fs.Int64("seed", 1, "random seed")
 		aliases  = fs.String("tenant-aliases", "", "comma-separated domain aliases of the tenant")
@@ -66,7 +73,7 @@ func run(args []string) error {
 	fs.Float64Var(&opts.IMDSFaults.Rate429, "imds-fault-429", 0, "probability of an injected IMDS 429")
 	fs.Float64Var(&opts.IMDSFaults.Rate410, "imds-fault-410", 0, "probability of an injected IMDS 410")
 	fs.Float64Var(&opts.IMDSFaults.Rate500, "imds-fault-500", 0, "probability of an injected IMDS 500")
-	fs.BoolVar(&opts.Throttle, "throttle", false, "enforce 5 requests per 10 s per tenant and client")
+	fs.BoolVar(&opts.Throttle, "throttle", false, "enforce Graph's rate limits (5 requests per 10 s per tenant and client on the audit logs, 1/s per tenant on riskDetections, 150/min on alerts)")
 	fs.DurationVar(&opts.TokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
 	fs.StringVar(&opts.TenantID, "tenant", graphsim.DefaultTenantID, "tenant ID")
 	fs.StringVar(&opts.ClientID, "client-id", graphsim.DefaultClientID, "client ID")
@@ -78,8 +85,8 @@ func run(args []string) error {
 	fs.Float64Var(&f.Rate500, "fault-500", 0, "probability of an injected 500")
 	fs.Float64Var(&f.Rate504, "fault-504", 0, "probability of an injected 504")
 	fs.Float64Var(&f.RateTruncated, "fault-truncated", 0, "probability of a truncated 200 body")
-	fs.BoolVar(&f.Licence403, "licence-403", false, "answer signIns with the licence 403")
-	fs.BoolVar(&f.Permission403, "permission-403", false, "answer signIns with the permission 403")
+	fs.BoolVar(&f.Licence403, "licence-403", false, "answer the lists that need P1/P2 with the licence 403")
+	fs.BoolVar(&f.Permission403, "permission-403", false, "answer every list with the permission 403")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +95,12 @@ func run(args []string) error {
 	}
 	if *rate < 0 || *events < 0 {
 		return errors.New("-rate and -events must not be negative")
+	}
+	srcs := splitList(*sources)
+	for _, s := range srcs {
+		if !slices.Contains(graphsim.Sources, s) {
+			return fmt.Errorf("-sources: unknown source %q (want %s)", s, strings.Join(graphsim.Sources, ", "))
+		}
 	}
 	opts.Seed, opts.Faults = *seed, f
 	if *aliases != "" {
@@ -136,7 +149,8 @@ func run(args []string) error {
 	rng := rand.New(rand.NewPCG(uint64(*seed), 1))
 	late := graphsim.RealisticLateness(*lateness)
 	now := time.Now()
-	sim.Add(graphsim.Generate(rng, now.Add(-*span), now, *events, late)...)
+	gen := newGenerator(sim, rng, srcs, late)
+	gen.add(now.Add(-*span), now, *events)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_graphsim/stats", func(w http.ResponseWriter, _ *http.Request) {
@@ -188,14 +202,14 @@ func run(args []string) error {
 
 	base := "http://" + l.Addr().String()
 	fmt.Printf("graphsim listening on %s\nURL=%s\n", base, base)
-	fmt.Fprintf(os.Stderr, "graphsim: tenant=%s client_id=%s events=%d rate=%g/s throttle=%t token_lifetime=%s client_certificates=%d federated_tokens=%d managed_identities=%d\n",
-		opts.TenantID, opts.ClientID, *events, *rate, opts.Throttle, opts.TokenLifetime,
+	fmt.Fprintf(os.Stderr, "graphsim: tenant=%s client_id=%s sources=%s events=%d rate=%g/s throttle=%t token_lifetime=%s client_certificates=%d federated_tokens=%d managed_identities=%d\n",
+		opts.TenantID, opts.ClientID, strings.Join(srcs, ","), *events, *rate, opts.Throttle, opts.TokenLifetime,
 		len(opts.ClientCertificates), len(opts.FederatedTokens), len(opts.ManagedIdentityClientIDs))
 
 	genDone := make(chan struct{})
 	go func() {
 		defer close(genDone)
-		generate(ctx, sim, rng, *rate, late, now)
+		gen.run(ctx, *rate, now)
 	}()
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
@@ -215,9 +229,63 @@ func run(args []string) error {
 	return err
 }
 
-// generate adds rate events per second, created since the previous tick,
-// until ctx is done. It owns rng from here on.
-func generate(ctx context.Context, sim *graphsim.Server, rng *rand.Rand, rate float64, late graphsim.Lateness, last time.Time) {
+// maxTracked bounds the objects a generator remembers for updates.
+const maxTracked = 10000
+
+// generator adds records of several sources; it owns rng.
+type generator struct {
+	sim     *graphsim.Server
+	rng     *rand.Rand
+	sources []string
+	late    graphsim.Lateness
+	// latest holds the newest version of some objects of each versioned
+	// source, the ones later updates are drawn from.
+	latest map[string][]graphsim.Event
+}
+
+func newGenerator(sim *graphsim.Server, rng *rand.Rand, sources []string, late graphsim.Lateness) *generator {
+	return &generator{sim: sim, rng: rng, sources: sources, late: late, latest: make(map[string][]graphsim.Event)}
+}
+
+// add generates n records of each source in [from, to).
+func (g *generator) add(from, to time.Time, n int) {
+	var batch []graphsim.Event
+	for _, src := range g.sources {
+		if !graphsim.Versioned(src) {
+			batch = append(batch, graphsim.GenerateSource(g.rng, src, from, to, n, g.late)...)
+			continue
+		}
+		fresh := 0
+		for range n {
+			known := g.latest[src]
+			if len(known) == 0 || g.rng.IntN(4) != 0 {
+				fresh++
+				continue
+			}
+			i := g.rng.IntN(len(known))
+			t := from.Add(time.Duration(g.rng.Int64N(int64(max(to.Sub(from), 1)))))
+			if !t.After(known[i].Created) {
+				t = known[i].Created.Add(100 * time.Nanosecond)
+			}
+			known[i] = graphsim.Update(g.rng, known[i], t, g.late)
+			batch = append(batch, known[i])
+		}
+		evs := graphsim.GenerateSource(g.rng, src, from, to, fresh, g.late)
+		batch = append(batch, evs...)
+		for _, e := range evs {
+			if len(g.latest[src]) < maxTracked {
+				g.latest[src] = append(g.latest[src], e)
+			} else {
+				g.latest[src][g.rng.IntN(maxTracked)] = e
+			}
+		}
+	}
+	g.sim.Add(batch...)
+}
+
+// run adds rate records per second of each source, created since the
+// previous tick, until ctx is done.
+func (g *generator) run(ctx context.Context, rate float64, last time.Time) {
 	if rate <= 0 {
 		<-ctx.Done()
 		return
@@ -234,7 +302,7 @@ func generate(ctx context.Context, sim *graphsim.Server, rng *rand.Rand, rate fl
 			n := int(owed)
 			owed -= float64(n)
 			if n > 0 {
-				sim.Add(graphsim.Generate(rng, last, now, n, late)...)
+				g.add(last, now, n)
 			}
 			last = now
 		}

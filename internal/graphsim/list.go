@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,16 +17,13 @@ const (
 	graphContentType = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
 	agsDiagnostic    = `{"ServerInfo":{"DataCenter":"Sim","Slice":"E","Ring":"1","ScaleUnit":"000","RoleInstance":"GRAPHSIM0001","ADSiteName":"SIM"}}`
 
-	throttleLimit  = 5
-	throttleWindow = 10 * time.Second
-
 	// Snapshots are bounded both in number and in held references so that
 	// a long-running simulator cannot grow without limit.
 	maxSnapshots       = 10000
 	maxSnapshotEntries = 4 << 20
 )
 
-// page is what a signIns request produced once it got past auth, throttling
+// page is what a list request produced once it got past auth, throttling
 // and fault injection.
 type page struct {
 	items    [][]byte
@@ -42,7 +39,15 @@ type reply struct {
 	throttled  bool // 429 body shape
 }
 
-func (s *Server) signIns(w http.ResponseWriter, r *http.Request) {
+// snapshot is a result list frozen by its first page; the path keeps a
+// skip token from being replayed on another list.
+type snapshot struct {
+	path  string
+	items [][]byte
+}
+
+// list serves one of the Graph list endpoints.
+func (s *Server) list(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	s.requestIDs(w, r)
 	h := w.Header()
 	if r.Method != http.MethodGet {
@@ -50,7 +55,7 @@ func (s *Server) signIns(w http.ResponseWriter, r *http.Request) {
 			"The HTTP method '"+r.Method+"' is not allowed for this resource.")
 		return
 	}
-	p, rep := s.decide(r)
+	p, rep := s.decide(r, ep)
 	if rep != nil {
 		if rep.retryAfter != "" {
 			h.Set("Retry-After", rep.retryAfter)
@@ -66,16 +71,21 @@ func (s *Server) signIns(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	version := strings.TrimPrefix(r.URL.Path, "/")
-	version = version[:strings.IndexByte(version, '/')]
 	var b bytes.Buffer
-	b.WriteString(`{"@odata.context":`)
-	b.Write(jsonString(baseURL(r) + "/" + version + "/$metadata#auditLogs/signIns"))
-	if p.next != "" {
-		b.WriteString(`,"@odata.nextLink":`)
-		b.Write(jsonString(p.next))
+	b.WriteByte('{')
+	if ep.context != "" {
+		version := strings.TrimPrefix(r.URL.Path, "/")
+		version = version[:strings.IndexByte(version, '/')]
+		b.WriteString(`"@odata.context":`)
+		b.Write(jsonString(baseURL(r) + "/" + version + "/$metadata#" + ep.context))
+		b.WriteByte(',')
 	}
-	b.WriteString(`,"value":[`)
+	if p.next != "" {
+		b.WriteString(`"@odata.nextLink":`)
+		b.Write(jsonString(p.next))
+		b.WriteByte(',')
+	}
+	b.WriteString(`"value":[`)
 	for i, item := range p.items {
 		if i > 0 {
 			b.WriteByte(',')
@@ -98,7 +108,7 @@ func (s *Server) signIns(w http.ResponseWriter, r *http.Request) {
 
 // decide runs the per-request pipeline in the documented order: auth,
 // licence and permission checks, throttling, injected faults, the query.
-func (s *Server) decide(r *http.Request) (*page, *reply) {
+func (s *Server) decide(r *http.Request, ep endpoint) (*page, *reply) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()
@@ -108,17 +118,26 @@ func (s *Server) decide(r *http.Request) (*page, *reply) {
 		return nil, rep
 	}
 	switch {
-	case s.faults.Licence403:
+	case s.faults.Licence403 && ep.licence:
 		return nil, &reply{status: http.StatusForbidden, code: "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
 			msg: "Neither tenant is B2C or tenant doesn't have premium license"}
 	case s.faults.Permission403:
 		return nil, &reply{status: http.StatusForbidden, code: "Authentication_MSGraphPermissionMissing",
-			msg: "Calling principal does not have required MSGraph permissions AuditLog.Read.All"}
+			msg: "Calling principal does not have required MSGraph permissions " + ep.permission}
 	}
+	th := ep.throttle
 	if s.opts.Throttle {
-		if wait, ok := s.admit(g.tenant+"/"+g.client, now); !ok {
+		key := th.name + "/" + g.tenant
+		if th.perApp {
+			key += "/" + g.client
+		}
+		if wait, ok := s.admit(key, th.limit, th.window, now); !ok {
 			s.stats.Throttled++
-			return nil, &reply{status: http.StatusTooManyRequests, retryAfter: formatSeconds(wait), throttled: true}
+			rep := &reply{status: http.StatusTooManyRequests, throttled: true}
+			if th.retryAfter {
+				rep.retryAfter = formatSeconds(wait)
+			}
+			return nil, rep
 		}
 	}
 
@@ -127,7 +146,11 @@ func (s *Server) decide(r *http.Request) (*page, *reply) {
 	switch u := s.rng.Float64(); {
 	case u < f.Rate429:
 		wait := time.Duration((0.1 + 1.9*s.rng.Float64()) * float64(time.Second))
-		return nil, &reply{status: http.StatusTooManyRequests, retryAfter: formatSeconds(wait), throttled: true}
+		rep := &reply{status: http.StatusTooManyRequests, throttled: true}
+		if th.retryAfter {
+			rep.retryAfter = formatSeconds(wait)
+		}
+		return nil, rep
 	case u < f.Rate429+f.Rate503:
 		return nil, &reply{status: http.StatusServiceUnavailable, code: "serviceNotAvailable",
 			msg: "The service is temporarily unavailable for maintenance or is overloaded. You may repeat the request after a delay.", retryAfter: "1"}
@@ -140,7 +163,7 @@ func (s *Server) decide(r *http.Request) (*page, *reply) {
 		truncate = true
 	}
 
-	p, err := s.query(r, now)
+	p, err := s.query(r, ep, now)
 	if err != nil {
 		return nil, &reply{status: http.StatusBadRequest, code: "BadRequest", msg: err.Error()}
 	}
@@ -171,18 +194,19 @@ func (s *Server) authorize(r *http.Request, now time.Time) (grant, *reply) {
 	return g, nil
 }
 
-// admit applies a sliding window. Refused requests are not recorded, so
-// a client that keeps retrying early is not punished further.
-func (s *Server) admit(key string, now time.Time) (time.Duration, bool) {
+// admit applies a sliding window of limit requests per window. Refused
+// requests are not recorded, so a client that keeps retrying early is not
+// punished further.
+func (s *Server) admit(key string, limit int, window time.Duration, now time.Time) (time.Duration, bool) {
 	hits := s.hits[key]
 	i := 0
-	for i < len(hits) && !hits[i].After(now.Add(-throttleWindow)) {
+	for i < len(hits) && !hits[i].After(now.Add(-window)) {
 		i++
 	}
 	hits = hits[i:]
-	if len(hits) >= throttleLimit {
+	if len(hits) >= limit {
 		s.hits[key] = hits
-		return hits[0].Add(throttleWindow).Sub(now), false
+		return hits[0].Add(window).Sub(now), false
 	}
 	s.hits[key] = append(hits, now)
 	return 0, true
@@ -192,24 +216,27 @@ func formatSeconds(d time.Duration) string {
 	return strconv.FormatFloat(max(d.Seconds(), 0.001), 'f', 3, 64)
 }
 
-// query resolves the result page, creating a snapshot on the first page so
-// that every later link (and every retry of one) sees the same list.
-func (s *Server) query(r *http.Request, now time.Time) (*page, error) {
+// query resolves the result page. On a paged endpoint the first page
+// creates a snapshot so that every later link (and every retry of one)
+// sees the same list; the others answer the $top newest objects and stop.
+func (s *Server) query(r *http.Request, ep endpoint, now time.Time) (*page, error) {
 	q := r.URL.Query()
 	for k := range q {
-		switch k {
-		case "$filter", "$top", "$skiptoken", "$orderby":
-		default:
-			if strings.HasPrefix(k, "$") {
-				return nil, badRequest(fmt.Sprintf("Query option '%s' is not allowed. Make sure that it is supported by the target resource.", k))
-			}
+		allowed := k == "$filter" || k == "$top" ||
+			(k == "$skiptoken" && ep.paged) || (k == "$orderby" && ep.orderBy)
+		if !allowed && strings.HasPrefix(k, "$") {
+			return nil, badRequest(fmt.Sprintf("Query option '%s' is not allowed. Make sure that it is supported by the target resource.", k))
 		}
 	}
-	top := s.opts.MaxPageSize
+	maxTop := min(s.opts.MaxPageSize, ep.maxTop)
+	top := maxTop
+	if ep.defaultTop > 0 {
+		top = min(ep.defaultTop, maxTop)
+	}
 	if v, ok := q["$top"]; ok {
 		n, err := strconv.Atoi(v[0])
-		if err != nil || n < 1 || n > s.opts.MaxPageSize {
-			return nil, badRequest(fmt.Sprintf("Invalid page size specified: '%s'. Must be between 1 and %d inclusive.", v[0], s.opts.MaxPageSize))
+		if err != nil || n < 1 || n > maxTop {
+			return nil, badRequest(fmt.Sprintf("Invalid page size specified: '%s'. Must be between 1 and %d inclusive.", v[0], maxTop))
 		}
 		top = n
 	}
@@ -219,10 +246,11 @@ func (s *Server) query(r *http.Request, now time.Time) (*page, error) {
 	if tok := q.Get("$skiptoken"); tok != "" {
 		var err error
 		if id, offset, err = parseSkipToken(tok); err == nil {
-			var ok bool
-			if list, ok = s.snaps[id]; !ok || offset > len(list) {
+			snap, ok := s.snaps[id]
+			if !ok || snap.path != r.URL.Path || offset > len(snap.items) {
 				err = errors.New("unknown")
 			}
+			list = snap.items
 		}
 		if err != nil {
 			return nil, badRequest("Invalid skip token.")
@@ -230,23 +258,30 @@ func (s *Server) query(r *http.Request, now time.Time) (*page, error) {
 	} else {
 		asc := false
 		switch q.Get("$orderby") {
-		case "", "createdDateTime desc":
-		case "createdDateTime", "createdDateTime asc":
+		case "", ep.timeField + " desc":
+		case ep.timeField, ep.timeField + " asc":
 			asc = true
 		default:
-			return nil, badRequest("Invalid $orderby clause. Only createdDateTime is supported.")
+			return nil, badRequest("Invalid $orderby clause. Only " + ep.timeField + " is supported.")
 		}
-		var b bounds
+		f := filter{}
 		if v, ok := q["$filter"]; ok {
 			var err error
-			if b, err = parseFilter(v[0], now.Add(-s.opts.MaxFilterAge)); err != nil {
+			if f, err = parseEndpointFilter(v[0], ep, now.Add(-s.opts.MaxFilterAge)); err != nil {
 				return nil, err
 			}
 		}
-		list = s.match(b, now, asc)
+		names := ep.sources
+		if f.types != nil {
+			names = sourcesForEventTypes(f.types)
+		}
+		list = s.match(names, f.b, now, asc)
+		if !ep.paged {
+			list = list[:min(top, len(list))]
+		}
 		if len(list) > top {
 			id = fmt.Sprintf("%016x%016x", s.rng.Uint64(), s.rng.Uint64())
-			s.keepSnapshot(id, list)
+			s.keepSnapshot(id, snapshot{path: r.URL.Path, items: list})
 		}
 	}
 
@@ -258,29 +293,86 @@ func (s *Server) query(r *http.Request, now time.Time) (*page, error) {
 	return p, nil
 }
 
-func (s *Server) match(b bounds, now time.Time, asc bool) [][]byte {
-	var out [][]byte
-	for i := range s.events {
-		if !asc {
-			i = len(s.events) - 1 - i
+// match returns the JSON of the events of the named sources that the
+// bounds select and that are visible at now, newest first (oldest first
+// when asc). Of a versioned source it returns each object's current
+// version only.
+func (s *Server) match(names []string, b bounds, now time.Time, asc bool) [][]byte {
+	var hits []*Event
+	for _, name := range names {
+		evs := s.events[name]
+		// The stored events are ascending, so the bounds are two binary
+		// searches away.
+		lo := 0
+		if b.hasLo {
+			lo, _ = slices.BinarySearchFunc(evs, b.lo, func(e Event, t time.Time) int {
+				if c := e.Created.Compare(t); c != 0 || !b.loOpen {
+					return c
+				}
+				return -1 // an open bound excludes its own instant
+			})
 		}
-		e := &s.events[i]
-		if e.Visible.After(now) || (b.hasLo && e.Created.Before(b.lo)) || (b.hasHi && e.Created.After(b.hi)) {
+		if sourceTable[name].versioned {
+			hits = appendCurrent(hits, evs[lo:], b, now)
 			continue
 		}
-		out = append(out, e.JSON)
+		hi := len(evs)
+		if b.hasHi {
+			hi, _ = slices.BinarySearchFunc(evs, b.hi, func(e Event, t time.Time) int {
+				if c := e.Created.Compare(t); c != 0 || b.hiOpen {
+					return c
+				}
+				return -1 // a closed bound includes its own instant
+			})
+		}
+		for i := hi - 1; i >= lo; i-- {
+			if e := &evs[i]; !e.Visible.After(now) {
+				hits = append(hits, e)
+			}
+		}
+	}
+	if len(names) > 1 {
+		slices.SortFunc(hits, func(a, b *Event) int { return compareEvents(*b, *a) })
+	}
+	if asc {
+		slices.Reverse(hits)
+	}
+	out := make([][]byte, len(hits))
+	for i, e := range hits {
+		out[i] = e.JSON
 	}
 	return out
 }
 
-func (s *Server) keepSnapshot(id string, list [][]byte) {
-	s.snaps[id] = list
+// appendCurrent appends, newest first, the current version of each object
+// in evs (ascending, and already cut below the lower bound) whose time is
+// within b. The newest visible version of an ID is its current one even
+// when it lies above the upper bound, in which case the object is not
+// returned: Graph has no older versions to offer.
+func appendCurrent(hits []*Event, evs []Event, b bounds, now time.Time) []*Event {
+	seen := make(map[string]bool)
+	for i := len(evs) - 1; i >= 0; i-- {
+		e := &evs[i]
+		if e.Visible.After(now) || seen[e.ID] {
+			continue
+		}
+		seen[e.ID] = true
+		if b.hasHi && (e.Created.After(b.hi) || b.hiOpen && e.Created.Equal(b.hi)) {
+			continue
+		}
+		hits = append(hits, e)
+	}
+	return hits
+}
+
+func (s *Server) keepSnapshot(id string, snap snapshot) {
+	s.snaps[id] = snap
 	s.snapOrder = append(s.snapOrder, id)
-	s.snapSize += len(list)
+	s.snapSize += len(snap.items)
 	for len(s.snapOrder) > 1 && (len(s.snapOrder) > maxSnapshots || s.snapSize > maxSnapshotEntries) {
 		old := s.snapOrder[0]
 		s.snapOrder = s.snapOrder[1:]
-		s.snapSize -= len(s.snaps[old])
+		s.snapSize -= len(s.snaps[old].items)
 		delete(s.snaps, old)
 	}
 }
@@ -309,133 +401,6 @@ func nextLink(r *http.Request, q url.Values, skip string) string {
 	}
 	b.WriteString("$skiptoken=" + url.QueryEscape(skip))
 	return b.String()
-}
-
-// bounds is the inclusive createdDateTime range a filter selects.
-type bounds struct {
-	lo, hi       time.Time
-	hasLo, hasHi bool
-}
-
-const errFilter = badRequest("Invalid filter clause")
-
-var dateTimeRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?Z$`)
-
-// parseFilter accepts one or more "createdDateTime ge|le|eq <datetime>"
-// clauses joined by "and", optionally parenthesised. Anything else, and
-// any datetime before oldest, is the 400 Graph gives.
-func parseFilter(s string, oldest time.Time) (bounds, error) {
-	p := filterParser{toks: tokenize(s), oldest: oldest}
-	if err := p.expr(0); err != nil {
-		return bounds{}, err
-	}
-	if p.pos != len(p.toks) {
-		return bounds{}, errFilter
-	}
-	return p.b, nil
-}
-
-func tokenize(s string) []string {
-	var toks []string
-	start := -1
-	for i, c := range s {
-		switch c {
-		case ' ', '\t', '(', ')':
-			if start >= 0 {
-				toks = append(toks, s[start:i])
-				start = -1
-			}
-			if c == '(' || c == ')' {
-				toks = append(toks, string(c))
-			}
-		default:
-			if start < 0 {
-				start = i
-			}
-		}
-	}
-	if start >= 0 {
-		toks = append(toks, s[start:])
-	}
-	return toks
-}
-
-type filterParser struct {
-	toks   []string
-	pos    int
-	b      bounds
-	oldest time.Time
-}
-
-func (p *filterParser) next() string {
-	if p.pos >= len(p.toks) {
-		return ""
-	}
-	p.pos++
-	return p.toks[p.pos-1]
-}
-
-func (p *filterParser) expr(depth int) error {
-	if depth > 16 {
-		return errFilter
-	}
-	for {
-		if err := p.term(depth); err != nil {
-			return err
-		}
-		if p.pos >= len(p.toks) || p.toks[p.pos] != "and" {
-			return nil
-		}
-		p.pos++
-	}
-}
-
-func (p *filterParser) term(depth int) error {
-	first := p.next()
-	if first == "(" {
-		if err := p.expr(depth + 1); err != nil {
-			return err
-		}
-		if p.next() != ")" {
-			return errFilter
-		}
-		return nil
-	}
-	if first != "createdDateTime" {
-		return errFilter
-	}
-	op, v := p.next(), p.next()
-	if !dateTimeRE.MatchString(v) {
-		return errFilter
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil || t.Before(p.oldest) {
-		return errFilter
-	}
-	switch op {
-	case "ge":
-		p.raiseLo(t)
-	case "le":
-		p.lowerHi(t)
-	case "eq":
-		p.raiseLo(t)
-		p.lowerHi(t)
-	default:
-		return errFilter
-	}
-	return nil
-}
-
-func (p *filterParser) raiseLo(t time.Time) {
-	if !p.b.hasLo || t.After(p.b.lo) {
-		p.b.lo, p.b.hasLo = t, true
-	}
-}
-
-func (p *filterParser) lowerHi(t time.Time) {
-	if !p.b.hasHi || t.Before(p.b.hi) {
-		p.b.hi, p.b.hasHi = t, true
-	}
 }
 
 // graphError writes Graph's error envelope.
