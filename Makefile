@@ -5,7 +5,7 @@ SO         := build/in_msgraph.so
 SIM        := build/graphsim
 DEMO_PORT  ?= 18080
 FUZZTIME   ?= 10s
-FUZZ       := internal/records:FuzzDecodePage internal/config:FuzzParse internal/schedule:FuzzDecodeState
+FUZZ       := internal/records:FuzzDecodePage internal/config:FuzzParse internal/schedule:FuzzDecodeState internal/graphsim:FuzzParseEndpointFilter
 SOURCES    := $(shell find plugin internal -name '*.go' -o -name '*.c' -o -name '*.h') go.mod go.sum
 
 .PHONY: all build test fmt-check vet fuzz bench e2e demo clean
