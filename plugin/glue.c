@@ -12,9 +12,20 @@ struct msgraph_input_proxy_context {
     void *proxy;
 };
 
+/* struct flb_api (include/fluent-bit/flb_api.h), unchanged in these
+ * fields since Fluent Bit 2.1. */
+struct msgraph_flb_api {
+    void *output_get_property;
+    void *input_get_property;
+    void *output_get_cmt_instance;
+    void *input_get_cmt_instance;
+    void (*log_print)(int, const char *, int, const char *, ...);
+    int (*input_log_check)(void *, int);
+};
+
 struct msgraph_go_input_plugin {
     char *name;
-    void *api;
+    struct msgraph_flb_api *api;
     void *i_ins;
     struct msgraph_input_proxy_context *context;
     void *cb_init;
@@ -35,4 +46,27 @@ void msgraph_set_remote_context(void *plugin, uintptr_t handle)
 {
     struct msgraph_go_input_plugin *p = plugin;
     p->context->remote_context = (void *) handle;
+}
+
+void *msgraph_api(void *plugin)
+{
+    return plugin ? ((struct msgraph_go_input_plugin *) plugin)->api : NULL;
+}
+
+void *msgraph_instance(void *plugin)
+{
+    return plugin ? ((struct msgraph_go_input_plugin *) plugin)->i_ins : NULL;
+}
+
+int msgraph_log(void *api, void *ins, int level, const char *msg)
+{
+    struct msgraph_flb_api *a = api;
+    if (a == NULL || a->log_print == NULL) {
+        return 0;
+    }
+    if (a->input_log_check != NULL && ins != NULL && !a->input_log_check(ins, level)) {
+        return 1; /* below the input's log_level: dropped, as Fluent Bit does */
+    }
+    a->log_print(level, NULL, 0, "%s", msg);
+    return 1;
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/fluent/fluent-bit-go/input"
 
 	"github.com/in-msgraph/in_msgraph/internal/host"
+	"github.com/in-msgraph/in_msgraph/internal/logging"
 )
 
 var plugins = host.New()
@@ -40,17 +41,35 @@ func FLBPluginUnregister(def unsafe.Pointer) {
 //export FLBPluginInit
 func FLBPluginInit(plugin unsafe.Pointer) int {
 	perInstance := C.msgraph_has_ctx_callbacks(plugin) != 0
-	handle, err := plugins.Init(getter{plugin}, perInstance)
+	log := sink(C.msgraph_api(plugin), C.msgraph_instance(plugin))
+	handle, err := plugins.InitSink(getter{plugin}, perInstance, log)
 	if err != nil {
 		// One line that names the key, the value and what is allowed;
 		// Fluent Bit then stops with "failed to initialize".
-		fmt.Fprintf(os.Stderr, "[error] [input:msgraph] %v\n", err)
+		line := "[input:msgraph] " + err.Error()
+		if log == nil || !log(logging.Error, line) {
+			fmt.Fprintf(os.Stderr, "[error] %s\n", line)
+		}
 		return input.FLB_ERROR
 	}
 	if perInstance {
 		C.msgraph_set_remote_context(plugin, C.uintptr_t(handle))
 	}
 	return input.FLB_OK
+}
+
+// sink logs through Fluent Bit's logger of the instance (api and ins are
+// Fluent Bit's, valid while the instance lives).
+func sink(api, ins unsafe.Pointer) logging.Sink {
+	if api == nil {
+		return nil
+	}
+	return func(level logging.Level, line string) bool {
+		msg := C.CString(line)
+		defer C.free(unsafe.Pointer(msg))
+		// Fluent Bit's levels: 1 error, 2 warn, 3 info, 4 debug.
+		return C.msgraph_log(api, ins, C.int(level)+1, msg) != 0
+	}
 }
 
 // deliver hands a batch to Fluent Bit in C memory, which the cleanup

@@ -99,6 +99,9 @@ func TestCABI(t *testing.T) {
 	batches, log := runHost(t, nil, args...)
 	wantLines(t, log,
 		"registered name=msgraph type=1 proxy=11",
+		// The plugin logs through Fluent Bit's logger, which filters by
+		// level: info lines arrive, debug lines do not.
+		"flb-log level=3 [input:msgraph:msgraph.0] configuration: source=signins",
 		"init 0 ret=1 remote_context=set",
 		"init 1 ret=1 remote_context=set",
 		`config: page_size = "5000" is invalid: a whole number from 1 to 1000`,
@@ -112,6 +115,9 @@ func TestCABI(t *testing.T) {
 	// once, the second in pages of 200.
 	checkDelivered(t, sim, batches[0])
 	checkDelivered(t, sim, batches[1])
+	if strings.Contains(log, "flb-log level=4") {
+		t.Error("a debug line passed an info log level")
+	}
 	if len(batches[2]) != 0 {
 		t.Fatal("an instance that failed to initialise delivered")
 	}

@@ -124,6 +124,13 @@ func (s *Source) Token() (*oauth2.Token, error) {
 	return r.Token()
 }
 
+// Counts returns the token requests that succeeded and failed so far.
+func (s *Source) Counts() (ok, failed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Fetches, s.Failures
+}
+
 // Invalidate forgets the cached token, so the next Token call fetches one.
 func (s *Source) Invalidate() {
 	s.mu.Lock()

@@ -114,6 +114,7 @@ type Config struct {
 	DB                 string
 	HTTPTimeout        time.Duration
 	HealthRecords      bool
+	MetricsListen      string // host:port for Prometheus, \"\" when off
 }
 
 // Keys lists every key the plugin understands, in documentation order.
@@ -123,7 +124,7 @@ var Keys = []string{
 	"send_certificate_chain", "federated_token_file", "imds_endpoint",
 	"cloud", "authority_host", "graph_host", "tls_ca_file", "source", "poll_interval", "lookback",
 	"max_lookback", "reconcile", "drift_warning", "initial_lookback",
-	"page_size", "db", "http_timeout", "health_records",
+	"page_size", "db", "http_timeout", "health_records", "metrics_listen",
 }
 
 // Error is a configuration error about one key.
@@ -171,6 +172,7 @@ func ParseEnv(g Getter, env func(string) string) (Config, error) {
 		DB:                   p.str("db"),
 		HTTPTimeout:          p.duration("http_timeout", DefaultHTTPTimeout),
 		HealthRecords:        p.boolean("health_records", true),
+		MetricsListen:        p.listen("metrics_listen"),
 	}
 	if c.Cloud == "" {
 		c.Cloud = "global"
@@ -405,6 +407,9 @@ func (c *Config) Redacted() string {
 	if c.TLSCAFile != "" {
 		parts = append(parts, "tls_ca_file="+c.TLSCAFile)
 	}
+	if c.MetricsListen != "" {
+		parts = append(parts, "metrics_listen="+c.MetricsListen)
+	}
 	return strings.Join(parts, " ")
 }
 
@@ -578,6 +583,21 @@ func (p *parser) host(key, v, def string) string {
 		return def
 	}
 	return u.Scheme + "://" + strings.ToLower(u.Host)
+}
+
+// listen parses host:port for the metrics listener; off or empty is off.
+func (p *parser) listen(key string) string {
+	v := p.str(key)
+	switch strings.ToLower(v) {
+	case "", "off", "false", "no":
+		return ""
+	}
+	_, port, err := net.SplitHostPort(v)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		p.fail(key, v, "host:port such as 0.0.0.0:2021 or 127.0.0.1:2021, or off")
+		return ""
+	}
+	return v
 }
 
 // imds parses the managed identity endpoint: a full URL; plain http is

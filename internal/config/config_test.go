@@ -133,6 +133,7 @@ func TestErrors(t *testing.T) {
 		{"bool", with("health_records", "enabled"), `config: health_records = "enabled" is invalid: on or off (also true/false, yes/no)`},
 		{"timeout", with("http_timeout", "0"), `config: http_timeout = "0s" is invalid: between 1s and 10m`},
 		{"drift", with("drift_warning", "0"), `config: drift_warning = "0s" is invalid: a positive duration such as 45m`},
+		{"metrics listen", with("metrics_listen", "2021"), `config: metrics_listen = "2021" is invalid: host:port such as 0.0.0.0:2021 or 127.0.0.1:2021, or off`},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {

@@ -44,6 +44,8 @@ type Monitor struct {
 	last   map[Code]time.Time // one-shot event -> last emission
 	buf    []byte
 	Count  map[Code]int // records emitted, by code
+	// OnEmit, when set, is told of every record (also when Enabled is off).
+	OnEmit func(c Code, status string)
 }
 
 type condition struct {
@@ -104,6 +106,9 @@ func (m *Monitor) Event(now time.Time, c Code, msg string, figures ...records.Fi
 
 func (m *Monitor) emit(now time.Time, c Code, status, msg string, figures []records.Field) {
 	m.Count[c]++
+	if m.OnEmit != nil {
+		m.OnEmit(c, status)
+	}
 	if !m.Enabled {
 		return
 	}

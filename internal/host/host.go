@@ -53,6 +53,12 @@ var ErrLegacyMulti = errors.New("this Fluent Bit is older than 4.1 and cannot ru
 // whether Fluent Bit passes the handle back to the callbacks (4.1 and
 // later).
 func (h *Host) Init(g config.Getter, perInstance bool) (Handle, error) {
+	return h.InitSink(g, perInstance, nil)
+}
+
+// InitSink is Init with the instance's log lines going to sink (Fluent
+// Bit's logger) when it is not nil.
+func (h *Host) InitSink(g config.Getter, perInstance bool, sink logging.Sink) (Handle, error) {
 	cfg, err := config.Parse(g)
 	if err != nil {
 		return 0, err
@@ -81,6 +87,9 @@ func (h *Host) Init(g config.Getter, perInstance bool) (Handle, error) {
 	opts.Name = name
 	if opts.Logger == nil {
 		opts.Logger = logging.New(name, logging.ParseLevel(g.Get("log_level")))
+		if sink != nil {
+			opts.Logger.SetSink(sink)
+		}
 	}
 	in, err := newInstance(cfg, opts)
 	h.mu.Lock()

@@ -26,6 +26,7 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/graph"
 	"github.com/in-msgraph/in_msgraph/internal/health"
 	"github.com/in-msgraph/in_msgraph/internal/logging"
+	"github.com/in-msgraph/in_msgraph/internal/metrics"
 	"github.com/in-msgraph/in_msgraph/internal/records"
 	"github.com/in-msgraph/in_msgraph/internal/schedule"
 	"github.com/in-msgraph/in_msgraph/internal/source"
@@ -68,6 +69,10 @@ type Instance struct {
 	cancel  context.CancelFunc
 	// transport is kept to close its idle connections on Close.
 	transport http.RoundTripper
+	metrics   *metrics.Set
+	unserve   func() // stops serving metrics_listen
+	tokensOK  int    // token counts already reported
+	tokensErr int
 
 	dec     records.Decoder
 	page    records.Page
@@ -216,6 +221,15 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		top:     profile.Top(cfg.PageSize),
 
 		transport: o.Transport,
+		metrics:   metrics.For(o.Name, cfg.Source),
+	}
+	in.health.OnEmit = func(c health.Code, status string) { in.metrics.Warning(string(c), status) }
+	if cfg.MetricsListen != "" {
+		release, err := metrics.Serve(cfg.MetricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("metrics_listen %s: %w: choose a free address, or the same address for every input", cfg.MetricsListen, err)
+		}
+		in.unserve = release
 	}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	params := schedule.Params{
@@ -350,10 +364,12 @@ func (in *Instance) isNew(r records.Record) bool {
 	}
 	if in.seen.Has(r.Key) {
 		in.Stats.Duplicates++
+		in.metrics.Duplicate()
 		return false
 	}
 	if _, dup := in.inPage[r.Key]; dup {
 		in.Stats.Duplicates++
+		in.metrics.Duplicate()
 		return false
 	}
 	in.inPage[r.Key] = struct{}{}
@@ -383,6 +399,7 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	in.Stats.Requests++
 	resp, err := in.client.Get(in.ctx, link)
+	in.countRequest(err)
 	if err == nil {
 		err = in.dec.DecodePage(resp.Body, &in.page)
 		if err != nil {
@@ -440,6 +457,23 @@ func (in *Instance) readPage(now time.Time) {
 	in.pending.split = in.profile.NoNextLink && in.page.NextLink == "" && len(in.page.Records)+in.page.Invalid >= in.top
 }
 
+// countRequest records the request's outcome and the token requests it
+// caused.
+func (in *Instance) countRequest(err error) {
+	code := 200
+	var ge *graph.APIError
+	switch {
+	case errors.As(err, &ge):
+		code = ge.Status
+	case err != nil:
+		code = 0
+	}
+	in.metrics.Request(in.profile.Path, code)
+	ok, failed := in.tokens.Counts()
+	in.metrics.Tokens(ok-in.tokensOK, failed-in.tokensErr)
+	in.tokensOK, in.tokensErr = ok, failed
+}
+
 type pagingError struct{ msg string }
 
 func (e *pagingError) Error() string { return e.msg }
@@ -459,10 +493,13 @@ func (in *Instance) Commit() {
 	for _, e := range c.add {
 		in.seen.Add(e.Key, e.Time)
 		if e.Time >= started {
-			in.lateness.Add(c.when.Sub(time.Unix(0, e.Time)))
+			l := c.when.Sub(time.Unix(0, e.Time))
+			in.lateness.Add(l)
+			in.metrics.Lateness(l)
 		}
 	}
 	in.Stats.Delivered += len(c.add)
+	in.metrics.Delivered(len(c.add))
 	if c.class == schedule.Reconcile && len(c.add) > 0 {
 		in.lateArrivals(now, c)
 	}
@@ -503,7 +540,10 @@ func (in *Instance) save(now time.Time, add []state.Entry, del []records.Key) {
 		add = append(in.unsavedAdd, add...)
 		del = append(in.unsavedDel, del...)
 	}
-	if err := in.db.Commit(add, del, raw); err != nil {
+	t0 := time.Now()
+	err := in.db.Commit(add, del, raw)
+	in.metrics.Commit(time.Since(t0))
+	if err != nil {
 		in.unsavedAdd, in.unsavedDel = add, del
 		in.commitFailed = true
 		msg := fmt.Sprintf("%v: delivery goes on with state in memory (%d ids not yet saved, written as soon as the file accepts them); a restart before then may deliver them again. Check free space and permissions", err, len(add))
@@ -546,6 +586,7 @@ func (in *Instance) chunkDone(now time.Time, c schedule.Chunk) {
 func (in *Instance) lateArrivals(now time.Time, c *commit) {
 	n := len(c.add)
 	in.Stats.LateArrivals += n
+	in.metrics.LateArrivals(n)
 	in.late.count += n
 	var latest time.Duration
 	for _, e := range c.add {
@@ -628,6 +669,7 @@ func (in *Instance) onError(now time.Time, err error) {
 			wait = in.backoff(in.throttles, 2*time.Second, 2*time.Minute)
 		}
 		in.budget.Block(now.Add(wait))
+		in.metrics.Throttled(wait)
 		if in.throttles >= 3 {
 			msg := fmt.Sprintf("Graph keeps answering 429 Too Many Requests (%d in a row); requests wait %s as Graph asks. Another tool using the same app registration may be sharing its budget of 5 requests per 10 seconds", in.throttles, wait.Round(time.Millisecond))
 			if in.health.Fire(now, health.Throttled, msg, records.Field{Key: "consecutive_429", Value: in.throttles},
@@ -725,6 +767,7 @@ func (in *Instance) checkConditions(now time.Time) {
 		}
 	}
 	live, rec, n := in.sched.Backlog(now)
+	in.metrics.State(in.sched.Lookback(), live, in.lastPoll, in.seen.Len())
 	limit := max(5*in.cfg.PollInterval, 5*time.Minute)
 	if live > limit || rec > 2*in.sched.Lookback()+limit {
 		msg := fmt.Sprintf("collection is behind: the oldest pending live query has waited %s and reconcile sweeps %s (%d queries queued); Graph's budget of 5 requests per 10 seconds cannot keep up, newest events go first",
@@ -756,6 +799,10 @@ func (in *Instance) Close() error {
 	in.cancel()
 	if t, ok := in.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
+	}
+	in.metrics.Delete()
+	if in.unserve != nil {
+		in.unserve()
 	}
 	if in.db == nil {
 		return nil

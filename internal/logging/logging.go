@@ -38,10 +38,15 @@ func ParseLevel(s string) Level {
 	return Info
 }
 
+// Sink hands a line to Fluent Bit's own logger; it reports false when it
+// could not, and the line goes to stderr instead.
+type Sink func(level Level, line string) bool
+
 // Logger writes lines for one input instance.
 type Logger struct {
 	mu     sync.Mutex
 	out    io.Writer
+	sink   Sink
 	prefix string
 	level  Level
 	secret []string
@@ -51,6 +56,10 @@ type Logger struct {
 func New(name string, level Level) *Logger {
 	return &Logger{out: os.Stderr, prefix: "[input:msgraph:" + name + "]", level: level}
 }
+
+// SetSink sends the lines to Fluent Bit's logger, which applies its own
+// log_level and format, so they look like every other plugin's.
+func (l *Logger) SetSink(s Sink) { l.mu.Lock(); l.sink = s; l.mu.Unlock() }
 
 // SetOutput redirects the lines (tests).
 func (l *Logger) SetOutput(w io.Writer) { l.mu.Lock(); l.out = w; l.mu.Unlock() }
@@ -76,10 +85,22 @@ func (l *Logger) Scrub(s string) string {
 }
 
 func (l *Logger) log(lv Level, format string, args ...any) {
-	if l == nil || lv > l.level {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	sink := l.sink
+	l.mu.Unlock()
+	if sink == nil && lv > l.level {
 		return
 	}
 	msg := l.Scrub(fmt.Sprintf(format, args...))
+	if sink != nil && sink(lv, l.prefix+" "+msg) {
+		return
+	}
+	if lv > l.level {
+		return
+	}
 	ts := time.Now().Format("2006/01/02 15:04:05.000")
 	l.mu.Lock()
 	fmt.Fprintf(l.out, "[%s] [%s] %s %s\n", ts, names[lv], l.prefix, msg)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdarg.h>
 #include <time.h>
 
 struct flb_plugin_proxy_def {
@@ -30,6 +31,11 @@ struct flb_plugin_proxy_def {
 struct flb_api {
     char *(*output_get_property)(char *, void *);
     char *(*input_get_property)(char *, void *);
+    void *(*output_get_cmt_instance)(void *);
+    void *(*input_get_cmt_instance)(void *);
+    void (*log_print)(int, const char *, int, const char *, ...);
+    int (*input_log_check)(void *, int);
+    int (*output_log_check)(void *, int);
 };
 
 struct input_proxy_context { /* 4.1 and later */
@@ -77,6 +83,27 @@ static char *get_property(char *key, void *ins)
         }
     }
     return NULL;
+}
+
+/* Fluent Bit's logger: the plugin's lines arrive here, at or above the
+ * log_level the instance asks for (LOG_LEVEL in the environment, default
+ * info = 3). */
+static void log_print(int level, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    (void) file;
+    (void) line;
+    fprintf(stderr, "flb-log level=%d ", level);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int input_log_check(void *ins, int level)
+{
+    (void) ins;
+    return level <= 3;
 }
 
 typedef int (*register_fn)(void *);
@@ -135,7 +162,7 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "registered name=%s type=%d proxy=%d\n", def.name, def.type, def.proxy);
 
-    struct flb_api api = {NULL, get_property};
+    struct flb_api api = {NULL, get_property, NULL, NULL, log_print, input_log_check, NULL};
     init_fn init = sym(h, "FLBPluginInit", 1);
     collect_ctx_fn collect_ctx = sym(h, "FLBPluginInputCallbackCtx", 0);
     collect_fn collect = sym(h, "FLBPluginInputCallback", 1);
