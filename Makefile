@@ -47,8 +47,18 @@ vet:
 e2e: $(SO)
 	MSGRAPH_PLUGIN=$(SO) $(GO) test -count=1 -v -run 'EndToEnd|Examples' -timeout 20m ./test/
 
+# Every Go benchmark, with allocations (docs/performance.md says what each
+# measures and what it found). The slow ones run once: b.N stays 1.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+# A real Fluent Bit: its CPU seconds per million events and peak memory
+# with msgraph inputs reading the simulator, next to its own http input
+# given the same events, and its peak memory with a million-id de-dup
+# horizon. Takes about four minutes; needs Fluent Bit (FLUENT_BIT or PATH).
+.PHONY: bench-e2e
+bench-e2e: $(SO)
+	MSGRAPH_BENCH_E2E=1 MSGRAPH_PLUGIN=$(SO) $(GO) test -count=1 -v -run '^TestFluentBitCost$$' -timeout 20m ./test/
 
 # The plugin in a real Fluent Bit against the Graph simulator, records on
 # stdout; Ctrl-C stops both.
@@ -60,3 +70,35 @@ demo: $(SO) $(SIM)
 
 clean:
 	rm -rf build
+
+# The shared object for each Linux architecture Fluent Bit ships for, with
+# their SHA-256 sums, in build/release. cgo needs a C cross compiler for
+# the architecture that is not the host's (Debian: gcc-aarch64-linux-gnu or
+# gcc-x86-64-linux-gnu); CC_amd64 and CC_arm64 override the choice.
+RELEASE    := build/release
+HOSTARCH    = $(shell $(GO) env GOHOSTARCH)
+CC_amd64   ?= $(if $(filter amd64,$(HOSTARCH)),gcc,x86_64-linux-gnu-gcc)
+CC_arm64   ?= $(if $(filter arm64,$(HOSTARCH)),gcc,aarch64-linux-gnu-gcc)
+
+.PHONY: release
+release: $(SOURCES)
+	@for arch in amd64 arm64; do \
+	  cc=$$(case $$arch in amd64) echo "$(CC_amd64)";; arm64) echo "$(CC_arm64)";; esac); \
+	  command -v "$$cc" >/dev/null || { echo "make release needs the C compiler $$cc for linux/$$arch (Debian: apt-get install gcc-$$( [ $$arch = arm64 ] && echo aarch64 || echo x86-64 )-linux-gnu)"; exit 1; }; \
+	done
+	rm -rf $(RELEASE)
+	mkdir -p $(RELEASE)
+	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 CC=$(CC_amd64) $(GO) build -trimpath -buildmode=c-shared -o $(RELEASE)/in_msgraph-linux-amd64.so ./plugin
+	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(CC_arm64) $(GO) build -trimpath -buildmode=c-shared -o $(RELEASE)/in_msgraph-linux-arm64.so ./plugin
+	rm -f $(RELEASE)/*.h
+	cd $(RELEASE) && sha256sum in_msgraph-linux-amd64.so in_msgraph-linux-arm64.so > SHA256SUMS
+	@cat $(RELEASE)/SHA256SUMS
+
+# examples/helm rendered by the fluent/fluent-bit chart and every manifest
+# checked against the Kubernetes API types (its own module, test/helm, so
+# that those types stay out of the plugin's dependencies). Needs helm on
+# PATH and the chart's directory in MSGRAPH_HELM_CHART; without them only
+# pvc.yaml is checked, and the test says why.
+.PHONY: helm-check
+helm-check: $(SO)
+	cd test/helm && MSGRAPH_PLUGIN=$(CURDIR)/$(SO) $(GO) test -count=1 -v ./...

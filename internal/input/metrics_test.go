@@ -42,26 +42,26 @@ func TestMetrics(t *testing.T) {
 	}
 	body := scrape(t, metrics.Addr("127.0.0.1:0"))
 	want := []string{
-		`msgraph_events_total{instance="test",source="signins"} 60`,
-		`msgraph_requests_total{code="200",endpoint="/auditLogs/signIns",instance="test",source="signins"}`,
-		`msgraph_requests_total{code="429",endpoint="/auditLogs/signIns",instance="test",source="signins"}`,
-		`msgraph_throttled_total{instance="test",source="signins"}`,
-		`msgraph_retry_after_seconds_total{instance="test",source="signins"}`,
-		`msgraph_duplicates_total{instance="test",source="signins"}`,
-		`msgraph_lateness_seconds_bucket{instance="test",source="signins",le="60"}`,
-		`msgraph_commit_duration_seconds_count{instance="test",source="signins"}`,
-		`msgraph_lookback_seconds{instance="test",source="signins"} 1800`,
-		`msgraph_last_success_timestamp_seconds{instance="test",source="signins"}`,
-		`msgraph_backlog_seconds{instance="test",source="signins"}`,
-		`msgraph_dedup_ids{instance="test",source="signins"} 60`,
-		`msgraph_token_refreshes_total{instance="test",source="signins"} 1`,
+		`msgraph_events_total{input="test",source="signins"} 60`,
+		`msgraph_requests_total{code="200",endpoint="/auditLogs/signIns",input="test",source="signins"}`,
+		`msgraph_requests_total{code="429",endpoint="/auditLogs/signIns",input="test",source="signins"}`,
+		`msgraph_throttled_total{input="test",source="signins"}`,
+		`msgraph_retry_after_seconds_total{input="test",source="signins"}`,
+		`msgraph_duplicates_total{input="test",source="signins"}`,
+		`msgraph_lateness_seconds_bucket{input="test",source="signins",le="60"}`,
+		`msgraph_commit_duration_seconds_count{input="test",source="signins"}`,
+		`msgraph_lookback_seconds{input="test",source="signins"} 1800`,
+		`msgraph_last_success_timestamp_seconds{input="test",source="signins"}`,
+		`msgraph_backlog_seconds{input="test",source="signins"}`,
+		`msgraph_dedup_ids{input="test",source="signins"} 60`,
+		`msgraph_token_refreshes_total{input="test",source="signins"} 1`,
 	}
 	for _, w := range want {
 		if !strings.Contains(body, w) {
 			t.Errorf("metrics lack %s", w)
 		}
 	}
-	if m := regexp.MustCompile(`msgraph_lateness_seconds_count\{instance="test",source="signins"\} (\d+)`).FindStringSubmatch(body); m == nil || m[1] != strconv.Itoa(measured) {
+	if m := regexp.MustCompile(`msgraph_lateness_seconds_count\{input="test",source="signins"\} (\d+)`).FindStringSubmatch(body); m == nil || m[1] != strconv.Itoa(measured) {
 		t.Errorf("lateness observations: %v", m)
 	}
 	if t.Failed() {

@@ -1,6 +1,6 @@
 // Package metrics exposes what each input does as Prometheus metrics:
 // requests, throttling, events, duplicates, lateness, commits, tokens and
-// warnings, labelled by input instance and source. Inputs that set
+// warnings, labelled by input and source. Inputs that set
 // metrics_listen serve them on /metrics; inputs sharing an address share
 // one listener.
 package metrics
@@ -18,7 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-var labels = []string{"instance", "source"}
+// The input is named "input", not "instance", which Prometheus sets to the
+// scrape target itself.
+var labels = []string{"input", "source"}
 
 // Registry holds the plugin's metrics; it is process-wide because every
 // input of the shared object reports into it.
@@ -82,7 +84,7 @@ type Set struct {
 
 // For returns the metrics of one input.
 func For(instance, source string) *Set {
-	l := prometheus.Labels{"instance": instance, "source": source}
+	l := prometheus.Labels{"input": instance, "source": source}
 	return &Set{
 		instance: instance, source: source,
 		events: events.With(l), dups: duplicates.With(l), lateArrivals: lateArrivals.With(l),
@@ -146,7 +148,7 @@ func (s *Set) State(lookback, backlog time.Duration, lastSuccess time.Time, ids 
 
 // Delete removes the input's series (when it stops).
 func (s *Set) Delete() {
-	l := prometheus.Labels{"instance": s.instance, "source": s.source}
+	l := prometheus.Labels{"input": s.instance, "source": s.source}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
 	}{requests, throttled, retryAfter, events, duplicates, lateArrivals, tokenFetches, tokenFails, warnings, lateness, commitDur, lookback, lastSuccess, backlog, dedupIDs} {
