@@ -83,6 +83,10 @@ func Open(path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("db %s: cannot create its directory: %w", path, err)
 	}
+	// bbolt faults on a file shorter than its pages: check it first.
+	if err := Check(abs); err != nil {
+		return nil, err
+	}
 	db, err := openBolt(abs)
 	switch {
 	case errors.Is(err, bolt.ErrTimeout):
