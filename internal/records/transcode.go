@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -106,7 +107,7 @@ func (d *Decoder) DecodePage(body []byte, p *Page) error {
 		if i >= len(body) || body[i] != '"' {
 			return d.errAt(i, "expected a key")
 		}
-		ks, ke, esc, next, err := d.scanString(i)
+		ks, ke, esc, _, next, err := d.scanString(i)
 		if err != nil {
 			return err
 		}
@@ -298,12 +299,11 @@ func (d *Decoder) errAt(i int, msg string) error {
 
 func (d *Decoder) ws(i int) int {
 	for i < len(d.in) {
-		switch d.in[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
+		// Compact JSON has no whitespace: one comparison settles most calls.
+		if c := d.in[i]; c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
 			return i
 		}
+		i++
 	}
 	return i
 }
@@ -377,7 +377,12 @@ func (d *Decoder) object(out []byte, i, depth int) ([]byte, int, error) {
 		}
 		i = d.ws(i + 1)
 		valStart := len(out)
-		if out, i, err = d.value(out, i, depth+1); err != nil {
+		if i < len(in) && in[i] == '"' {
+			out, i, err = d.appendString(out, i)
+		} else {
+			out, i, err = d.value(out, i, depth+1)
+		}
+		if err != nil {
 			return out, i, err
 		}
 		if capture != 0 {
@@ -413,7 +418,12 @@ func (d *Decoder) array(out []byte, i, depth int) ([]byte, int, error) {
 	}
 	var err error
 	for {
-		if out, i, err = d.value(out, i, depth+1); err != nil {
+		if i < len(in) && in[i] == '"' {
+			out, i, err = d.appendString(out, i)
+		} else {
+			out, i, err = d.value(out, i, depth+1)
+		}
+		if err != nil {
 			return out, i, err
 		}
 		n++
@@ -450,35 +460,101 @@ func finishContainer(out []byte, hdr, n int, fix, b16, b32 byte) []byte {
 	}
 }
 
+// Masks for looking at eight bytes at once (SWAR): a string's ordinary
+// bytes are skipped a word at a time, and only a quote, a backslash, a
+// control character or the first byte after them is looked at alone.
+const (
+	lsb   = 0x0101010101010101
+	msb   = 0x8080808080808080
+	quote = '"' * lsb
+	bslsh = '\\' * lsb
+	space = ' ' * lsb
+)
+
+// special has the top bit set in the lowest byte of w that is a quote, a
+// backslash or below 0x20 (bits above the lowest may be set spuriously).
+func special(w uint64) uint64 {
+	q := w ^ quote
+	b := w ^ bslsh
+	return ((q-lsb)&^q | (b-lsb)&^b | (w-space)&^w) & msb
+}
+
 // scanString finds the string starting at the quote at i: its raw content
-// in[start:end], whether it has escapes, and the index after the closing
-// quote.
-func (d *Decoder) scanString(i int) (start, end int, esc bool, next int, err error) {
+// in[start:end], whether it has escapes, whether it has bytes above ASCII
+// (which must then be checked for valid UTF-8), and the index after the
+// closing quote.
+func (d *Decoder) scanString(i int) (start, end int, esc, high bool, next int, err error) {
 	in := d.in
 	start = i + 1
-	for j := start; j < len(in); j++ {
+	j := start
+	var hi uint64
+	for {
+		for j+8 <= len(in) {
+			w := binary.LittleEndian.Uint64(in[j:])
+			m := special(w)
+			if m != 0 {
+				n := uint(bits.TrailingZeros64(m)) &^ 7
+				hi |= w & (1<<n - 1)
+				j += int(n >> 3)
+				break
+			}
+			hi |= w
+			j += 8
+		}
+		if j >= len(in) {
+			break
+		}
 		switch c := in[j]; {
 		case c == '"':
-			return start, j, esc, j + 1, nil
+			return start, j, esc, hi&msb != 0, j + 1, nil
 		case c == '\\':
 			esc = true
-			j++
+			j += 2
 		case c < 0x20:
-			return 0, 0, false, j, d.errAt(j, "control character in string")
+			return 0, 0, false, false, j, d.errAt(j, "control character in string")
+		default:
+			// Fewer than eight bytes are left.
+			hi |= uint64(c)
+			j++
 		}
 	}
-	return 0, 0, false, len(in), d.errAt(len(in), "")
+	return 0, 0, false, false, len(in), d.errAt(len(in), "")
 }
 
 // appendString transcodes the JSON string at i into a msgpack str.
 func (d *Decoder) appendString(out []byte, i int) ([]byte, int, error) {
-	start, end, esc, next, err := d.scanString(i)
+	// Fast path: a string without escapes whose closing quote is found by
+	// whole words, copied as it is once its UTF-8 is known to be valid.
+	in := d.in
+	j := i + 1
+	var hi uint64
+	for j+8 <= len(in) {
+		w := binary.LittleEndian.Uint64(in[j:])
+		if m := special(w); m != 0 {
+			n := uint(bits.TrailingZeros64(m)) &^ 7
+			hi |= w & (1<<n - 1)
+			j += int(n >> 3)
+			if in[j] != '"' || (hi&msb != 0 && !utf8.Valid(in[i+1:j])) {
+				break
+			}
+			return append(appendStrHeader(out, j-i-1), in[i+1:j]...), j + 1, nil
+		}
+		hi |= w
+		j += 8
+	}
+	return d.appendStringSlow(out, i)
+}
+
+// appendStringSlow transcodes a string with escapes, invalid UTF-8 or too
+// close to the end of the input for the fast path.
+func (d *Decoder) appendStringSlow(out []byte, i int) ([]byte, int, error) {
+	start, end, esc, high, next, err := d.scanString(i)
 	if err != nil {
 		return out, next, err
 	}
 	raw := d.in[start:end]
-	if !esc && utf8.Valid(raw) {
-		return msgp.AppendStringFromBytes(out, raw), next, nil
+	if !esc && (!high || utf8.Valid(raw)) {
+		return append(appendStrHeader(out, len(raw)), raw...), next, nil
 	}
 	d.scratch = d.scratch[:0]
 	s, err := d.unescape(d.scratch, raw, start)
@@ -486,7 +562,20 @@ func (d *Decoder) appendString(out []byte, i int) ([]byte, int, error) {
 		return out, next, err
 	}
 	d.scratch = s
-	return msgp.AppendStringFromBytes(out, s), next, nil
+	return append(appendStrHeader(out, len(s)), s...), next, nil
+}
+
+// appendStrHeader appends the smallest msgpack str header for n bytes.
+func appendStrHeader(out []byte, n int) []byte {
+	switch {
+	case n < 32:
+		return append(out, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		return append(out, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		return append(out, 0xda, byte(n>>8), byte(n))
+	}
+	return append(out, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 // unescape decodes JSON escapes and replaces invalid UTF-8 and lone

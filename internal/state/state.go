@@ -3,6 +3,15 @@
 // transaction, so the file always holds a state that was true at a commit
 // point: a crash loses at most the batch that was not yet committed, which
 // is then delivered again.
+//
+// The ids are stored by time, not by id: a commit appends one record per
+// minute its page touches, keyed (minute, sequence), holding that minute's
+// new ids with their times. Ids are random, so a tree keyed by id takes
+// each page's thousand ids to a thousand different leaves and rewrites
+// megabytes per commit once it holds a day of a busy tenant; records keyed
+// by time are written where the tree grows and expire from its start.
+// Loading walks them in time order, which is also the order the de-dup set
+// fills fastest.
 package state
 
 import (
@@ -11,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -20,14 +30,26 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/records"
 )
 
-// Version is the layout written by this code.
-const Version = 1
+// Version is the layout written by this code. Version 1 kept the ids in a
+// bucket keyed by id ("keys"); it is converted when opened.
+const Version = 2
 
 var (
 	bucketMeta = []byte("meta")
-	bucketKeys = []byte("keys")
+	bucketKeys = []byte("keys") // version 1
+	bucketIDs  = []byte("ids")
 	keyVersion = []byte("version")
 	keySched   = []byte("schedule")
+)
+
+// An ids record: the key is the minute (event time / minuteNanos, rounded
+// down, with the sign bit flipped so that the order is the time order) and
+// the bucket's sequence number, 8 bytes each, big-endian; the value is
+// entrySize bytes per id: the id and its event time in Unix nanoseconds.
+const (
+	minuteNanos = int64(60e9)
+	recordKey   = 16
+	entrySize   = 16 + 8
 )
 
 // open paths in this process: two inputs must not share a file.
@@ -67,6 +89,11 @@ func MoveAside(path string, now time.Time) (string, error) {
 type DB struct {
 	db   *bolt.DB
 	path string
+	// Buffers reused from one commit to the next; bbolt holds what Put is
+	// given until the transaction ends, not longer.
+	buf  []byte
+	dels map[records.Key]struct{}
+	gone [][]byte
 }
 
 // Open opens or creates the state file at path.
@@ -127,24 +154,63 @@ func (d *DB) init() (err error) {
 		if err != nil {
 			return fmt.Errorf("db %s: %w", d.path, err)
 		}
-		if _, err := tx.CreateBucketIfNotExists(bucketKeys); err != nil {
-			return fmt.Errorf("db %s: %w", d.path, err)
-		}
 		v := meta.Get(keyVersion)
 		switch {
 		case v == nil:
-			return meta.Put(keyVersion, binary.BigEndian.AppendUint32(nil, Version))
+			if err := meta.Put(keyVersion, binary.BigEndian.AppendUint32(nil, Version)); err != nil {
+				return err
+			}
 		case len(v) != 4:
 			return &UnreadableError{Path: d.path, Reason: "it is not an in_msgraph state file (bad version record)"}
+		case binary.BigEndian.Uint32(v) == 1:
+			if err := d.upgrade1(tx); err != nil {
+				return err
+			}
+			if err := meta.Put(keyVersion, binary.BigEndian.AppendUint32(nil, Version)); err != nil {
+				return err
+			}
 		case binary.BigEndian.Uint32(v) != Version:
 			return &UnreadableError{Path: d.path, Reason: fmt.Sprintf("it was written by state version %d and this plugin reads version %d (a newer plugin wrote it)", binary.BigEndian.Uint32(v), Version)}
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketIDs); err != nil {
+			return fmt.Errorf("db %s: %w", d.path, err)
 		}
 		return nil
 	})
 }
 
-// Load calls fn for every stored key and returns the stored schedule (nil
-// for a new file). A damaged file gives an *UnreadableError.
+// upgrade1 rewrites version 1's id-keyed bucket as time-ordered records, in
+// the transaction that opens the file, so a crash leaves the old file.
+func (d *DB) upgrade1(tx *bolt.Tx) error {
+	old := tx.Bucket(bucketKeys)
+	if old == nil {
+		return nil
+	}
+	var all []Entry
+	err := old.ForEach(func(k, v []byte) error {
+		if len(k) != len(records.Key{}) || len(v) != 8 {
+			return &UnreadableError{Path: d.path, Reason: "it holds a damaged key record"}
+		}
+		all = append(all, Entry{records.Key(k), int64(binary.BigEndian.Uint64(v))})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(all, func(a, b Entry) int { return cmpInt(a.Time, b.Time) })
+	ids, err := tx.CreateBucketIfNotExists(bucketIDs)
+	if err != nil {
+		return err
+	}
+	if err := d.append(ids, all); err != nil {
+		return err
+	}
+	return tx.DeleteBucket(bucketKeys)
+}
+
+// Load calls fn for every stored key, oldest minute first, and returns the
+// stored schedule (nil for a new file). A damaged file gives an
+// *UnreadableError.
 func (d *DB) Load(fn func(k records.Key, t int64)) (sched []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -153,11 +219,13 @@ func (d *DB) Load(fn func(k records.Key, t int64)) (sched []byte, err error) {
 	}()
 	err = d.db.View(func(tx *bolt.Tx) error {
 		sched = append([]byte(nil), tx.Bucket(bucketMeta).Get(keySched)...)
-		return tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
-			if len(k) != len(records.Key{}) || len(v) != 8 {
-				return &UnreadableError{Path: d.path, Reason: "it holds a damaged key record"}
+		return tx.Bucket(bucketIDs).ForEach(func(k, v []byte) error {
+			if len(k) != recordKey || len(v)%entrySize != 0 {
+				return &UnreadableError{Path: d.path, Reason: "it holds a damaged id record"}
 			}
-			fn(records.Key(k), int64(binary.BigEndian.Uint64(v)))
+			for ; len(v) > 0; v = v[entrySize:] {
+				fn(records.Key(v[:16]), int64(binary.BigEndian.Uint64(v[16:])))
+			}
 			return nil
 		})
 	})
@@ -175,24 +243,18 @@ type Entry struct {
 
 // Commit stores added keys, removes expired ones and replaces the schedule,
 // in one transaction.
+//
+// Expired keys are the oldest the de-dup set holds, whole minutes of them,
+// so they are found by reading records from the oldest on until all are
+// seen: the cost follows what expires, not what the file holds.
 func (d *DB) Commit(add []Entry, del []records.Key, schedule []byte) error {
 	err := d.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketKeys)
-		// bbolt keeps the slices until the transaction ends: one buffer
-		// holds every key and value of this commit.
-		buf := make([]byte, 0, len(add)*24)
-		for _, e := range add {
-			buf = append(buf, e.Key[:]...)
-			buf = binary.BigEndian.AppendUint64(buf, uint64(e.Time))
-			kv := buf[len(buf)-24:]
-			if err := b.Put(kv[:16], kv[16:]); err != nil {
-				return err
-			}
+		b := tx.Bucket(bucketIDs)
+		if err := d.append(b, add); err != nil {
+			return err
 		}
-		for i := range del {
-			if err := b.Delete(del[i][:]); err != nil {
-				return err
-			}
+		if err := d.remove(b, del); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketMeta).Put(keySched, schedule)
 	})
@@ -200,6 +262,133 @@ func (d *DB) Commit(add []Entry, del []records.Key, schedule []byte) error {
 		return fmt.Errorf("db %s: commit failed: %w", d.path, err)
 	}
 	return nil
+}
+
+// append writes add as records, one per run of entries of the same minute
+// (a page is sorted by time, so that is one or two per minute it covers).
+func (d *DB) append(b *bolt.Bucket, add []Entry) error {
+	if len(add) == 0 {
+		return nil
+	}
+	// One buffer holds every key and value of this transaction: bbolt
+	// keeps the slices until it ends.
+	runs := 1
+	for i := 1; i < len(add); i++ {
+		if minuteOf(add[i].Time) != minuteOf(add[i-1].Time) {
+			runs++
+		}
+	}
+	need := runs*recordKey + len(add)*entrySize
+	if cap(d.buf) < need {
+		d.buf = make([]byte, 0, need)
+	}
+	buf := d.buf[:0]
+	for i := 0; i < len(add); {
+		m := minuteOf(add[i].Time)
+		j := i + 1
+		for j < len(add) && minuteOf(add[j].Time) == m {
+			j++
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		k := len(buf)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(m)^1<<63)
+		buf = binary.BigEndian.AppendUint64(buf, seq)
+		v := len(buf)
+		for _, e := range add[i:j] {
+			buf = append(buf, e.Key[:]...)
+			buf = binary.BigEndian.AppendUint64(buf, uint64(e.Time))
+		}
+		if err := b.Put(buf[k:v], buf[v:]); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// remove deletes the entries of del, reading records from the oldest until
+// every one is found (or the records end: a key the file does not hold
+// costs a full read, and nothing else).
+func (d *DB) remove(b *bolt.Bucket, del []records.Key) error {
+	if len(del) == 0 {
+		return nil
+	}
+	if d.dels == nil {
+		d.dels = make(map[records.Key]struct{}, len(del))
+	}
+	clear(d.dels)
+	for _, k := range del {
+		d.dels[k] = struct{}{}
+	}
+	isDel := func(k []byte) bool {
+		_, ok := d.dels[records.Key(k)]
+		return ok
+	}
+	// Decide first, change after: a cursor must not walk a bucket that
+	// changes under it.
+	d.gone = d.gone[:0]
+	type keep struct{ k, v []byte }
+	var rewrite []keep
+	found := 0
+	c := b.Cursor()
+	for k, v := c.First(); k != nil && found < len(d.dels); k, v = c.Next() {
+		if len(k) != recordKey || len(v)%entrySize != 0 {
+			return &UnreadableError{Path: d.path, Reason: "it holds a damaged id record"}
+		}
+		n := 0
+		for e := v; len(e) > 0; e = e[entrySize:] {
+			if isDel(e[:16]) {
+				n++
+			}
+		}
+		switch {
+		case n == 0:
+			continue
+		case n == len(v)/entrySize:
+			d.gone = append(d.gone, k)
+		default:
+			kept := make([]byte, 0, len(v)-n*entrySize)
+			for e := v; len(e) > 0; e = e[entrySize:] {
+				if !isDel(e[:16]) {
+					kept = append(kept, e[:entrySize]...)
+				}
+			}
+			rewrite = append(rewrite, keep{k, kept})
+		}
+		found += n
+	}
+	for _, k := range d.gone {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	for _, r := range rewrite {
+		if err := b.Put(r.k, r.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func minuteOf(t int64) int64 {
+	m := t / minuteNanos
+	if t%minuteNanos < 0 {
+		m--
+	}
+	return m
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // Path is the file's path as configured.

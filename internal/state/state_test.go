@@ -76,7 +76,7 @@ func TestVersionAndGarbage(t *testing.T) {
 	})
 	b.Close()
 	var ue *UnreadableError
-	if _, err := Open(future); !errors.As(err, &ue) || err.Error() != "db "+future+" cannot be read: it was written by state version 9 and this plugin reads version 1 (a newer plugin wrote it)" {
+	if _, err := Open(future); !errors.As(err, &ue) || err.Error() != fmt.Sprintf("db %s cannot be read: it was written by state version 9 and this plugin reads version %d (a newer plugin wrote it)", future, Version) {
 		t.Fatalf("future version: %v", err)
 	}
 	garbage := filepath.Join(dir, "garbage.db")
