@@ -117,16 +117,6 @@ type Config struct {
 	MetricsListen      string // host:port for Prometheus, \"\" when off
 }
 
-// Keys lists every key the plugin understands, in documentation order.
-var Keys = []string{
-	"auth", "tenant_id", "client_id", "client_secret", "client_secret_file",
-	"certificate_file", "private_key_file", "private_key_password", "certificate_algorithm",
-	"send_certificate_chain", "federated_token_file", "imds_endpoint",
-	"cloud", "authority_host", "graph_host", "tls_ca_file", "source", "poll_interval", "lookback",
-	"max_lookback", "reconcile", "drift_warning", "initial_lookback",
-	"page_size", "db", "http_timeout", "health_records", "metrics_listen",
-}
-
 // Error is a configuration error about one key.
 type Error struct {
 	Key     string
