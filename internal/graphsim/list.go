@@ -131,7 +131,7 @@ func (s *Server) decide(r *http.Request, ep endpoint) (*page, *reply) {
 		if th.perApp {
 			key += "/" + g.client
 		}
-		if wait, ok := s.admit(key, th.limit, th.window, now); !ok {
+		if wait, ok := s.admit(key, th.limit, s.opts.throttleWindow(th.window), now); !ok {
 			s.stats.Throttled++
 			rep := &reply{status: http.StatusTooManyRequests, throttled: true}
 			if th.retryAfter {
