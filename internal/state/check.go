@@ -24,28 +24,33 @@ const (
 // that the file holds every page they declare. bbolt maps the file into
 // memory and reads pages past its end as a fault that kills the process;
 // a truncated file must be refused before bbolt opens it. A missing or
-// empty file is fine (it is created).
+// empty file is fine (it is created). A damaged file gives an
+// *UnreadableError; a file the system cannot read an *OpenError.
 func Check(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("db %s cannot be opened: %w", path, err)
+		return &OpenError{Path: path, Err: err}
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("db %s cannot be opened: %w", path, err)
+		return &OpenError{Path: path, Err: err}
 	}
 	size := st.Size()
 	if size == 0 {
 		return nil
 	}
 	bad := func(reason string) error { return &UnreadableError{Path: path, Reason: reason} }
+	// Only the file's own shortness is damage: a read the system refuses
+	// (an I/O error, a directory) leaves the file as it is.
 	first := make([]byte, metaEnd)
-	if _, err := io.ReadFull(f, first); err != nil {
+	if _, err := io.ReadFull(f, first); errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return bad("it is too short to be a state file (truncated?)")
+	} else if err != nil {
+		return &OpenError{Path: path, Err: err}
 	}
 	pageSize := int64(binary.LittleEndian.Uint32(first[metaOffset+8:]))
 	if pageSize < 512 || pageSize > 1<<20 || size < 2*pageSize {
@@ -55,8 +60,10 @@ func Check(path string) error {
 	var bestTx uint64
 	for i := range int64(2) {
 		m := make([]byte, metaEnd)
-		if _, err := f.ReadAt(m, i*pageSize); err != nil {
+		if _, err := f.ReadAt(m, i*pageSize); errors.Is(err, io.EOF) {
 			continue
+		} else if err != nil {
+			return &OpenError{Path: path, Err: err}
 		}
 		if binary.LittleEndian.Uint32(m[metaOffset:]) != boltMagic {
 			continue

@@ -1,5 +1,6 @@
 // Package state persists what an input has delivered: the de-dup keys with
-// their event times and the schedule, in a bbolt file. Every commit is one
+// their event times and the schedule, in a bbolt file, together with the
+// times of its last requests (pacing.go). Every commit is one
 // transaction, so the file always holds a state that was true at a commit
 // point: a crash loses at most the batch that was not yet committed, which
 // is then delivered again.
@@ -21,11 +22,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/in-msgraph/in_msgraph/internal/records"
 )
@@ -40,6 +43,7 @@ var (
 	bucketIDs  = []byte("ids")
 	keyVersion = []byte("version")
 	keySched   = []byte("schedule")
+	keyPacing  = []byte("pacing")
 )
 
 // An ids record: the key is the minute (event time / minuteNanos, rounded
@@ -74,6 +78,63 @@ func (e *UnreadableError) Error() string {
 	return fmt.Sprintf("db %s cannot be read: %s", e.Path, e.Reason)
 }
 
+// OpenError is a state file that could not be opened or read for a reason
+// outside the file: too many open files, memory, permissions, a read-only
+// or full volume, an I/O error, a path that is not a file. The file may be
+// whole and must be kept as it is; opening it again may succeed once the
+// cause is gone (Fix says what to do).
+type OpenError struct {
+	Path string
+	Err  error
+}
+
+func (e *OpenError) Error() string {
+	return fmt.Sprintf("db %s cannot be opened: %v", e.Path, e.Err)
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
+// Fix says what removes the cause of err, an error of this package.
+func Fix(err error) string {
+	switch {
+	case errors.Is(err, ErrInUse):
+		return "give each input, and each Fluent Bit, its own db file"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "raise the open-files limit of Fluent Bit (ulimit -n, LimitNOFILE in systemd)"
+	case errors.Is(err, syscall.ENOMEM):
+		return "give Fluent Bit more memory (its container's memory limit)"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, berrors.ErrMaxSizeReached):
+		return "free space on the volume that holds the file"
+	case errors.Is(err, syscall.EROFS):
+		return "mount the volume that holds the file read-write"
+	case errors.Is(err, os.ErrPermission):
+		return "let the user Fluent Bit runs as read and write the file and its directory"
+	case errors.Is(err, syscall.EIO):
+		return "check the disk or volume that holds the file (the system reports an I/O error)"
+	case errors.Is(err, syscall.EISDIR):
+		return "set db to a file, not a directory"
+	case errors.Is(err, syscall.ENOTDIR):
+		return "set db to a path whose parents are directories (a part of it is a file)"
+	}
+	return "check the file and the volume that holds it"
+}
+
+// damaged reports whether an error of bbolt's Open means the file itself
+// is damaged: not a bbolt file, a bad checksum or version, too short, or a
+// panic while reading it. Anything else (the system's errors) leaves the
+// file as it is.
+func damaged(err error) bool {
+	var p panicError
+	return errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrVersionMismatch) ||
+		errors.Is(err, berrors.ErrChecksum) || errors.As(err, &p) ||
+		strings.HasPrefix(err.Error(), "file size too small")
+}
+
+// panicError is a panic of bbolt's while reading a file: damage.
+type panicError struct{ v any }
+
+func (e panicError) Error() string { return fmt.Sprintf("damaged file: %v", e.v) }
+
 // MoveAside renames an unreadable state file to <path>.unreadable-<time>,
 // so it is kept for inspection and never overwritten, and returns the new
 // name.
@@ -94,13 +155,25 @@ type DB struct {
 	buf  []byte
 	dels map[records.Key]struct{}
 	gone [][]byte
+	// pacing is the record found when the file was opened; next is the one
+	// the next commit writes.
+	pacing    Pacing
+	hasPacing bool
+	next      []byte
 }
 
-// Open opens or creates the state file at path.
+// boltOpen is bbolt's Open; tests replace it to inject the system's errors.
+var boltOpen = bolt.Open
+
+// Open opens or creates the state file at path. Its errors are ErrInUse
+// (another input or process has the file: a configuration error),
+// *UnreadableError (the file is damaged: it may be moved aside) or
+// *OpenError (the system refused: the file is kept and may be opened again
+// later).
 func Open(path string) (*DB, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("db %s: %w", path, err)
+		return nil, &OpenError{Path: path, Err: err}
 	}
 	openMu.Lock()
 	defer openMu.Unlock()
@@ -108,24 +181,36 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("%w: db %s is already used by another msgraph input in this Fluent Bit: give each input its own db file", ErrInUse, path)
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, fmt.Errorf("db %s: cannot create its directory: %w", path, err)
+		return nil, &OpenError{Path: path, Err: fmt.Errorf("its directory cannot be created: %w", err)}
 	}
 	// bbolt faults on a file shorter than its pages: check it first.
 	if err := Check(abs); err != nil {
+		var ue *UnreadableError
+		var oe *OpenError
+		if errors.As(err, &ue) {
+			ue.Path = path
+		} else if errors.As(err, &oe) {
+			oe.Path = path
+		}
 		return nil, err
 	}
 	db, err := openBolt(abs)
 	switch {
-	case errors.Is(err, bolt.ErrTimeout):
+	case err == nil:
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: db %s is locked by another process (another Fluent Bit using the same file?): give each Fluent Bit its own db file", ErrInUse, path)
-	case errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.ENOSPC):
-		return nil, fmt.Errorf("db %s cannot be opened: %w", path, err)
-	case err != nil:
+	case damaged(err):
 		return nil, &UnreadableError{Path: path, Reason: err.Error()}
+	default:
+		return nil, &OpenError{Path: path, Err: err}
 	}
 	d := &DB{db: db, path: path}
 	if err := d.init(); err != nil {
 		db.Close()
+		var ue *UnreadableError
+		if !errors.As(err, &ue) {
+			err = &OpenError{Path: path, Err: err}
+		}
 		return nil, err
 	}
 	open[abs] = true
@@ -137,10 +222,10 @@ func Open(path string) (*DB, error) {
 func openBolt(path string) (db *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("damaged file: %v", r)
+			db, err = nil, panicError{r}
 		}
 	}()
-	return bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	return boltOpen(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 }
 
 func (d *DB) init() (err error) {
@@ -151,8 +236,11 @@ func (d *DB) init() (err error) {
 	}()
 	return d.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if errors.Is(err, berrors.ErrIncompatibleValue) {
+			return &UnreadableError{Path: d.path, Reason: "it is not an in_msgraph state file (no meta bucket)"}
+		}
 		if err != nil {
-			return fmt.Errorf("db %s: %w", d.path, err)
+			return err
 		}
 		v := meta.Get(keyVersion)
 		switch {
@@ -173,9 +261,12 @@ func (d *DB) init() (err error) {
 			return &UnreadableError{Path: d.path, Reason: fmt.Sprintf("it was written by state version %d and this plugin reads version %d (a newer plugin wrote it)", binary.BigEndian.Uint32(v), Version)}
 		}
 		if _, err := tx.CreateBucketIfNotExists(bucketIDs); err != nil {
-			return fmt.Errorf("db %s: %w", d.path, err)
+			if errors.Is(err, berrors.ErrIncompatibleValue) {
+				return &UnreadableError{Path: d.path, Reason: "it is not an in_msgraph state file (no ids bucket)"}
+			}
+			return err
 		}
-		return nil
+		return d.readPacing(meta)
 	})
 }
 
@@ -232,6 +323,10 @@ func (d *DB) Load(fn func(k records.Key, t int64)) (sched []byte, err error) {
 	if len(sched) == 0 {
 		sched = nil
 	}
+	var ue *UnreadableError
+	if err != nil && !errors.As(err, &ue) {
+		err = &OpenError{Path: d.path, Err: err}
+	}
 	return sched, err
 }
 
@@ -256,11 +351,18 @@ func (d *DB) Commit(add []Entry, del []records.Key, schedule []byte) error {
 		if err := d.remove(b, del); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keySched, schedule)
+		meta := tx.Bucket(bucketMeta)
+		if d.next != nil {
+			if err := meta.Put(keyPacing, d.next); err != nil {
+				return err
+			}
+		}
+		return meta.Put(keySched, schedule)
 	})
 	if err != nil {
 		return fmt.Errorf("db %s: commit failed: %w", d.path, err)
 	}
+	d.next = nil
 	return nil
 }
 
