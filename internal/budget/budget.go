@@ -6,6 +6,7 @@
 package budget
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -133,4 +134,84 @@ func (b *Budget) prune(now time.Time) {
 		i++
 	}
 	b.sent = append(b.sent[:0], b.sent[i:]...)
+}
+
+// Forget drops consumer who from the waiting list, when it closes: a
+// closed input must not stay in a budget that lives as long as the process
+// (a reload starts new inputs in the same process).
+func (b *Budget) Forget(who any) {
+	b.mu.Lock()
+	delete(b.waiting, who)
+	b.mu.Unlock()
+}
+
+// Waiting is how many consumers are waiting for a request.
+func (b *Budget) Waiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiting)
+}
+
+// Recent returns the times of the requests within the window before now,
+// oldest first, and the time before which nothing may be sent (zero if
+// none), for keeping across a restart.
+func (b *Budget) Recent(now time.Time) (sent []time.Time, blocked time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.prune(now)
+	if now.Before(b.blocked) {
+		blocked = b.blocked
+	}
+	return append([]time.Time(nil), b.sent...), blocked
+}
+
+// Seed adds requests sent before a restart, as Recent returned them, to
+// the window. A time held already counts once: inputs that share a budget
+// each keep the same requests, and after a reload in the same process the
+// budget holds them still. Times after now count as sent now.
+func (b *Budget) Seed(now time.Time, sent []time.Time, blocked time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if blocked.After(b.blocked) {
+		b.blocked = blocked
+	}
+	add := make([]time.Time, 0, len(sent))
+	for _, t := range sent {
+		if t.After(now) {
+			t = now
+		}
+		add = append(add, t)
+	}
+	slices.SortFunc(add, func(x, y time.Time) int { return x.Compare(y) })
+	// Merge two sorted lists; a time in both is kept once per pair.
+	out := make([]time.Time, 0, len(b.sent)+len(add))
+	i, j := 0, 0
+	for i < len(b.sent) || j < len(add) {
+		switch {
+		case j == len(add) || i < len(b.sent) && b.sent[i].Before(add[j]):
+			out = append(out, b.sent[i])
+			i++
+		case i == len(b.sent) || add[j].Before(b.sent[i]):
+			out = append(out, add[j])
+			j++
+		default:
+			out = append(out, b.sent[i])
+			i++
+			j++
+		}
+	}
+	b.sent = out
+	b.prune(now)
+}
+
+// Fill counts the window as full at now: after a restart that did not
+// record its last requests (a crash), the first request waits a whole
+// window rather than risk Graph's 429s.
+func (b *Budget) Fill(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.prune(now)
+	for len(b.sent) < b.limit {
+		b.sent = append(b.sent, now)
+	}
 }

@@ -68,3 +68,77 @@ func TestConsumersTakeTurns(t *testing.T) {
 		t.Fatal("a stale waiter blocked the budget")
 	}
 }
+
+func TestForgetDropsAClosedConsumer(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := New(1, time.Second)
+	b.TryTake(t0, "a")
+	if b.TryTake(t0, "closed") || b.Waiting() != 1 {
+		t.Fatalf("a refused consumer waits: %d waiting", b.Waiting())
+	}
+	b.Forget("closed")
+	if b.Waiting() != 0 {
+		t.Fatalf("%d waiting after Forget", b.Waiting())
+	}
+}
+
+// TestSeedCarriesTheWindowAcrossARestart: a new budget seeded with what the
+// old one sent refuses what the old one would have refused.
+func TestSeedCarriesTheWindowAcrossARestart(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	old := New(5, 10*time.Second)
+	for i := range 5 {
+		old.TryTake(t0.Add(time.Duration(i)*time.Second), 1)
+	}
+	old.Block(t0.Add(7 * time.Second))
+	now := t0.Add(6 * time.Second)
+	sent, blocked := old.Recent(now)
+	if len(sent) != 5 || !blocked.Equal(t0.Add(7*time.Second)) {
+		t.Fatalf("recent %v blocked %v", sent, blocked)
+	}
+	b := New(5, 10*time.Second)
+	b.Seed(now, sent, blocked)
+	if w, want := b.Wait(now), old.Wait(now); w != want || w != 4*time.Second {
+		t.Fatalf("seeded wait %v, the old budget's %v", w, want)
+	}
+	// Seeding the same requests again (a second input that shares the
+	// budget, or a reload in the same process) counts them once.
+	b.Seed(now, sent, blocked)
+	old.Seed(now, sent, blocked)
+	if b.Wait(now) != 4*time.Second || old.Wait(now) != 4*time.Second {
+		t.Fatalf("seeded twice: wait %v and %v", b.Wait(now), old.Wait(now))
+	}
+	if !b.TryTake(t0.Add(10*time.Second), 1) || b.TryTake(t0.Add(10*time.Second), 1) {
+		t.Fatal("the first seeded request did not free exactly one slot")
+	}
+	// Two requests at the same instant stay two.
+	c := New(5, 10*time.Second)
+	c.TryTake(t0, 1)
+	c.TryTake(t0, 2)
+	c.Seed(t0, []time.Time{t0, t0, t0}, time.Time{})
+	if s, _ := c.Recent(t0); len(s) != 3 {
+		t.Fatalf("%d requests at one instant, want 3", len(s))
+	}
+	// Times from the future (the clock went back) count as now.
+	c = New(1, 10*time.Second)
+	c.Seed(t0, []time.Time{t0.Add(time.Hour)}, time.Time{})
+	if w := c.Wait(t0); w != 10*time.Second {
+		t.Fatalf("future time: wait %v", w)
+	}
+}
+
+func TestFillWaitsAWholeWindow(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := New(5, 10*time.Second)
+	b.TryTake(t0, 1)
+	b.Fill(t0.Add(time.Second))
+	if w := b.Wait(t0.Add(time.Second)); w != 9*time.Second {
+		t.Fatalf("wait %v", w)
+	}
+	if !b.TryTake(t0.Add(10*time.Second), 1) || b.TryTake(t0.Add(10*time.Second), 1) {
+		t.Fatal("after the first request's window one slot is free")
+	}
+	if !b.TryTake(t0.Add(11*time.Second), 1) {
+		t.Fatal("the filled window did not end")
+	}
+}
