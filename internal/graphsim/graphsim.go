@@ -95,6 +95,10 @@ type Options struct {
 	// IMDSFaults is the initial IMDS fault configuration; see
 	// SetIMDSFaults.
 	IMDSFaults IMDSFaults
+	// LinkIdle expires a nextLink whose query has not been paged for that
+	// long (Graph's paging tokens expire, especially after a pause between
+	// pages); 0 keeps them while the snapshot limits allow.
+	LinkIdle time.Duration
 }
 
 // Faults selects injected failures. Rates are per Graph request
@@ -106,8 +110,11 @@ type Faults struct {
 	Rate500       float64
 	Rate504       float64
 	RateTruncated float64 // 200 whose body stops halfway through the JSON
-	Licence403    bool    // lists that need P1/P2 (all but directoryAudits and alerts) answer 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant
-	Permission403 bool    // every list answers 403 Authentication_MSGraphPermissionMissing
+	// RateExpiredLink refuses a nextLink with 400 "Invalid skip token." as
+	// if it had expired.
+	RateExpiredLink float64
+	Licence403      bool // lists that need P1/P2 (all but directoryAudits and alerts) answer 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant
+	Permission403   bool // every list answers 403 Authentication_MSGraphPermissionMissing
 }
 
 // Event is one record held by the simulator: a sign-in, directory audit,
@@ -134,8 +141,11 @@ type Event struct {
 	// the event; it models ingestion latency.
 	Visible time.Time
 	// JSON is the complete object, served verbatim. Its "id" and time
-	// field must match ID and Created.
+	// field must match ID and Created. Nil serves Body, the smallest
+	// object of the source, which keeps tests of millions of events light.
 	JSON []byte
+
+	seq uint64 // order of Add, for snapshots
 }
 
 // Stats counts what the server saw and answered.
@@ -154,6 +164,7 @@ type Stats struct {
 	Pages         int // complete list pages sent, every endpoint
 	Unauthorized  int // 401s
 	MaxConcurrent int // most requests in flight at once
+	ExpiredLinks  int // nextLinks refused as expired (LinkIdle, RateExpiredLink)
 	// ByPath counts the requests to each Graph list path, such as
 	// "/v1.0/auditLogs/signIns".
 	ByPath map[string]int
@@ -173,7 +184,8 @@ type Server struct {
 	events    map[string][]Event // per canonical source, ascending by compareEvents
 	tokens    map[string]grant
 	hits      map[string][]time.Time // admitted request times per throttle budget
-	snaps     map[string]snapshot
+	snaps     map[string]*snapshot
+	seq       uint64 // events added so far
 	snapOrder []string
 	snapSize  int
 	stats     Stats
@@ -218,7 +230,7 @@ func New(opts Options) *Server {
 		tokens:    make(map[string]grant),
 		hits:      make(map[string][]time.Time),
 		events:    make(map[string][]Event),
-		snaps:     make(map[string]snapshot),
+		snaps:     make(map[string]*snapshot),
 		stats:     Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int), ByPath: make(map[string]int)},
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
@@ -302,6 +314,10 @@ func (s *Server) Add(events ...Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, batch := range bySource {
+		for i := range batch {
+			s.seq++
+			batch[i].seq = s.seq
+		}
 		slices.SortFunc(batch, compareEvents)
 		s.events[name] = mergeEvents(s.events[name], batch)
 	}
@@ -359,6 +375,22 @@ func (s *Server) Remove(before time.Time) int {
 		s.events[name] = kept
 	}
 	return n
+}
+
+// Body is the object served for the event: its JSON, or, without one,
+// the smallest object of its source: its id and its time field.
+func (e Event) Body() []byte {
+	if e.JSON != nil {
+		return e.JSON
+	}
+	b := make([]byte, 0, 96)
+	b = append(b, `{"id":`...)
+	b = append(b, jsonString(e.ID)...)
+	b = append(b, `,"`...)
+	b = append(b, cmp.Or(TimeField(e.Source), "createdDateTime")...)
+	b = append(b, `":"`...)
+	b = e.Created.UTC().AppendFormat(b, DateTimeLayout)
+	return append(b, `"}`...)
 }
 
 // Stats returns a copy of the counters.

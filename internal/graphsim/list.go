@@ -40,10 +40,26 @@ type reply struct {
 }
 
 // snapshot is a result list frozen by its first page; the path keeps a
-// skip token from being replayed on another list.
+// skip token from being replayed on another list. A query of one
+// unversioned source is kept lazily, as its bounds, the moment it was made
+// and the position after each page served, so that a query over days costs
+// a page, not the whole range; any other query keeps its items.
 type snapshot struct {
 	path  string
 	items [][]byte
+	lazy  *lazyQuery
+	used  time.Time // last served, for Options.LinkIdle
+}
+
+type lazyQuery struct {
+	source string
+	b      bounds
+	at     time.Time // events visible then
+	seq    uint64    // and stored by then
+	asc    bool
+	// after maps each offset a skip token names to the last event served
+	// before it.
+	after map[int]Event
 }
 
 // list serves one of the Graph list endpoints.
@@ -245,16 +261,34 @@ func (s *Server) query(r *http.Request, ep endpoint, now time.Time) (*page, erro
 	id, offset := "", 0
 	if tok := q.Get("$skiptoken"); tok != "" {
 		var err error
+		var snap *snapshot
 		if id, offset, err = parseSkipToken(tok); err == nil {
-			snap, ok := s.snaps[id]
-			if !ok || snap.path != r.URL.Path || offset > len(snap.items) {
+			snap = s.snaps[id]
+			switch {
+			case snap == nil || snap.path != r.URL.Path:
+				err = errors.New("unknown")
+			case s.opts.LinkIdle > 0 && now.Sub(snap.used) > s.opts.LinkIdle, s.rng.Float64() < s.faults.RateExpiredLink:
+				// Graph expires paging tokens, especially after a pause
+				// between pages.
+				s.stats.ExpiredLinks++
+				err = errors.New("expired")
+			case snap.lazy != nil:
+				if _, ok := snap.lazy.after[offset]; !ok {
+					err = errors.New("unknown")
+				}
+			case offset > len(snap.items):
 				err = errors.New("unknown")
 			}
-			list = snap.items
 		}
 		if err != nil {
 			return nil, badRequest("Invalid skip token.")
 		}
+		snap.used = now
+		if snap.lazy != nil {
+			after := snap.lazy.after[offset]
+			return s.lazyPage(r, q, id, snap.lazy, offset, &after, top), nil
+		}
+		list = snap.items
 	} else {
 		asc := false
 		switch q.Get("$orderby") {
@@ -275,13 +309,22 @@ func (s *Server) query(r *http.Request, ep endpoint, now time.Time) (*page, erro
 		if f.types != nil {
 			names = sourcesForEventTypes(f.types)
 		}
+		if ep.paged && len(names) == 1 && !sourceTable[names[0]].versioned {
+			lq := &lazyQuery{source: names[0], b: f.b, at: now, seq: s.seq, asc: asc, after: map[int]Event{}}
+			id = fmt.Sprintf("%016x%016x", s.rng.Uint64(), s.rng.Uint64())
+			p := s.lazyPage(r, q, id, lq, 0, nil, top)
+			if p.next != "" {
+				s.keepSnapshot(id, &snapshot{path: r.URL.Path, lazy: lq, used: now})
+			}
+			return p, nil
+		}
 		list = s.match(names, f.b, now, asc)
 		if !ep.paged {
 			list = list[:min(top, len(list))]
 		}
 		if len(list) > top {
 			id = fmt.Sprintf("%016x%016x", s.rng.Uint64(), s.rng.Uint64())
-			s.keepSnapshot(id, snapshot{path: r.URL.Path, items: list})
+			s.keepSnapshot(id, &snapshot{path: r.URL.Path, items: list, used: now})
 		}
 	}
 
@@ -291,6 +334,83 @@ func (s *Server) query(r *http.Request, ep endpoint, now time.Time) (*page, erro
 		p.next = nextLink(r, q, fmt.Sprintf("%s_%d", id, end))
 	}
 	return p, nil
+}
+
+// lazyPage serves the page of lq that starts at offset, after the event
+// after (nil on the first page), and remembers where the next one starts.
+func (s *Server) lazyPage(r *http.Request, q url.Values, id string, lq *lazyQuery, offset int, after *Event, top int) *page {
+	evs := s.events[lq.source]
+	lo, hi := span(evs, lq.b)
+	visible := func(e *Event) bool { return !e.Visible.After(lq.at) && e.seq <= lq.seq }
+	var i int
+	if lq.asc {
+		i = lo
+		if after != nil {
+			j, found := slices.BinarySearchFunc(evs, *after, compareEvents)
+			if found {
+				j++
+			}
+			i = max(i, j)
+		}
+	} else {
+		i = hi - 1
+		if after != nil {
+			j, _ := slices.BinarySearchFunc(evs, *after, compareEvents)
+			i = min(i, j-1)
+		}
+	}
+	step := 1
+	inRange := func(k int) bool { return k < hi }
+	if !lq.asc {
+		step, inRange = -1, func(k int) bool { return k >= lo }
+	}
+	p := &page{}
+	var last *Event
+	for ; inRange(i) && len(p.items) < top; i += step {
+		if e := &evs[i]; visible(e) {
+			p.items = append(p.items, s.body(e))
+			last = e
+		}
+	}
+	for ; inRange(i); i += step {
+		if visible(&evs[i]) {
+			lq.after[offset+len(p.items)] = *last
+			p.next = nextLink(r, q, fmt.Sprintf("%s_%d", id, offset+len(p.items)))
+			break
+		}
+	}
+	return p
+}
+
+// span is the index range of the stored events (ascending) within b.
+func span(evs []Event, b bounds) (lo, hi int) {
+	if b.hasLo {
+		lo, _ = slices.BinarySearchFunc(evs, b.lo, func(e Event, t time.Time) int {
+			if c := e.Created.Compare(t); c != 0 || !b.loOpen {
+				return c
+			}
+			return -1 // an open bound excludes its own instant
+		})
+	}
+	hi = len(evs)
+	if b.hasHi {
+		hi, _ = slices.BinarySearchFunc(evs, b.hi, func(e Event, t time.Time) int {
+			if c := e.Created.Compare(t); c != 0 || b.hiOpen {
+				return c
+			}
+			return -1 // a closed bound includes its own instant
+		})
+	}
+	return lo, max(lo, hi)
+}
+
+// body is the object served for e: its JSON, or for an event added
+// without one (see Event.JSON) the smallest object of its source.
+func (s *Server) body(e *Event) []byte {
+	if e.JSON != nil {
+		return e.JSON
+	}
+	return e.Body()
 }
 
 // match returns the JSON of the events of the named sources that the
@@ -303,27 +423,10 @@ func (s *Server) match(names []string, b bounds, now time.Time, asc bool) [][]by
 		evs := s.events[name]
 		// The stored events are ascending, so the bounds are two binary
 		// searches away.
-		lo := 0
-		if b.hasLo {
-			lo, _ = slices.BinarySearchFunc(evs, b.lo, func(e Event, t time.Time) int {
-				if c := e.Created.Compare(t); c != 0 || !b.loOpen {
-					return c
-				}
-				return -1 // an open bound excludes its own instant
-			})
-		}
+		lo, hi := span(evs, b)
 		if sourceTable[name].versioned {
 			hits = appendCurrent(hits, evs[lo:], b, now)
 			continue
-		}
-		hi := len(evs)
-		if b.hasHi {
-			hi, _ = slices.BinarySearchFunc(evs, b.hi, func(e Event, t time.Time) int {
-				if c := e.Created.Compare(t); c != 0 || b.hiOpen {
-					return c
-				}
-				return -1 // a closed bound includes its own instant
-			})
 		}
 		for i := hi - 1; i >= lo; i-- {
 			if e := &evs[i]; !e.Visible.After(now) {
@@ -339,7 +442,7 @@ func (s *Server) match(names []string, b bounds, now time.Time, asc bool) [][]by
 	}
 	out := make([][]byte, len(hits))
 	for i, e := range hits {
-		out[i] = e.JSON
+		out[i] = s.body(e)
 	}
 	return out
 }
@@ -365,14 +468,14 @@ func appendCurrent(hits []*Event, evs []Event, b bounds, now time.Time) []*Event
 	return hits
 }
 
-func (s *Server) keepSnapshot(id string, snap snapshot) {
+func (s *Server) keepSnapshot(id string, snap *snapshot) {
 	s.snaps[id] = snap
 	s.snapOrder = append(s.snapOrder, id)
-	s.snapSize += len(snap.items)
+	s.snapSize += len(snap.items) + 1
 	for len(s.snapOrder) > 1 && (len(s.snapOrder) > maxSnapshots || s.snapSize > maxSnapshotEntries) {
 		old := s.snapOrder[0]
 		s.snapOrder = s.snapOrder[1:]
-		s.snapSize -= len(s.snaps[old].items)
+		s.snapSize -= len(s.snaps[old].items) + 1
 		delete(s.snaps, old)
 	}
 }

@@ -42,6 +42,8 @@ type Options struct {
 	Transport http.RoundTripper // nil means graph.NewTransport()
 	Budget    *budget.Budget    // nil means the shared budget of the app and tenant
 	Repeat    time.Duration     // health repeat interval; 0 means 15m
+	// OpenState opens the state file; nil means state.Open.
+	OpenState func(path string) (*state.DB, error)
 }
 
 // Stats are running totals, for tests and logs.
@@ -49,6 +51,7 @@ type Stats struct {
 	Requests, Pages, Delivered, Duplicates, Invalid int
 	Errors, Throttled, Commits                      int
 	LateArrivals                                    int
+	LinkRefused                                     int // nextLinks Graph refused (expired)
 }
 
 // Instance is one configured input.
@@ -80,9 +83,14 @@ type Instance struct {
 	batch   []byte
 	pending *commit
 
-	cur       reading // the chunk being paged through
-	top       int     // $top now: page_size, halved while pages are too large
-	topOK     int     // pages read since top was last halved
+	// followed holds, per chunk being paged, the nextLinks already
+	// followed in its chain: a loop guard. req is the chunk of the
+	// request in flight and whether it followed a link.
+	followed  map[uint64]map[string]struct{}
+	req       request
+	linkFails int // nextLinks Graph refused in a row
+	top       int // $top now: page_size, halved while pages are too large
+	topOK     int // pages read since top was last halved
 	notBefore time.Time
 	failures  int // consecutive failed requests
 	throttles int // consecutive 429s
@@ -96,13 +104,14 @@ type Instance struct {
 	lastReport time.Time
 	lastWiden  time.Time
 
-	// stateProblem is a state file problem found at start, reported as
-	// state_error on the first collect; unsaved holds what a failed commit
+	// stateProblem is a damaged state file moved aside, reported as
+	// state_error on the next collect; unsaved holds what a failed commit
 	// could not write, written with the next one.
 	stateProblem string
 	unsavedAdd   []state.Entry
 	unsavedDel   []records.Key
 	commitFailed bool
+	st           stateFile // the file's loading, retries and pacing (statefile.go)
 
 	Stats Stats
 }
@@ -113,10 +122,9 @@ type store interface {
 	Close() error
 }
 
-type reading struct {
-	chunk uint64
-	link  string
-	seen  map[string]bool // nextLinks followed in this chunk: a loop guard
+type request struct {
+	chunk  uint64
+	linked bool
 }
 
 type commit struct {
@@ -124,7 +132,6 @@ type commit struct {
 	add    []state.Entry
 	chunk  uint64
 	result schedule.PageResult
-	link   string
 	when   time.Time
 	class  schedule.Class
 }
@@ -206,32 +213,39 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		o.Budget = budget.Shared(profile.BudgetKey(cfg.AuthorityHost, cfg.TenantID, cfg.ClientID), b.Requests, b.Window)
 	}
 	in := &Instance{
-		cfg:     cfg,
-		profile: profile,
-		now:     o.Now,
-		rng:     o.Rand,
-		log:     o.Logger,
-		tokens:  tokens,
-		client:  client,
-		budget:  o.Budget,
-		seen:    dedup.New(),
-		health:  health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
-		dec:     records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
-		inPage:  map[records.Key]struct{}{},
-		top:     profile.Top(cfg.PageSize),
+		cfg:      cfg,
+		profile:  profile,
+		now:      o.Now,
+		rng:      o.Rand,
+		log:      o.Logger,
+		tokens:   tokens,
+		client:   client,
+		budget:   o.Budget,
+		seen:     dedup.New(),
+		health:   health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
+		dec:      records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
+		inPage:   map[records.Key]struct{}{},
+		followed: map[uint64]map[string]struct{}{},
+		top:      profile.Top(cfg.PageSize),
 
 		transport: o.Transport,
 		metrics:   metrics.For(o.Name, cfg.Source),
 	}
 	in.health.OnEmit = func(c health.Code, status string) { in.metrics.Warning(string(c), status) }
+	in.st = stateFile{open: o.OpenState, maxUnsaved: MaxUnsaved}
+	if in.st.open == nil {
+		in.st.open = state.Open
+	}
+	// From here on a failure closes what was opened (Close).
+	in.ctx, in.cancel = context.WithCancel(context.Background())
 	if cfg.MetricsListen != "" {
 		release, err := metrics.Serve(cfg.MetricsListen)
 		if err != nil {
+			in.Close()
 			return nil, fmt.Errorf("metrics_listen %s: %w: choose a free address, or the same address for every input", cfg.MetricsListen, err)
 		}
 		in.unserve = release
 	}
-	in.ctx, in.cancel = context.WithCancel(context.Background())
 	params := schedule.Params{
 		PollInterval:    cfg.PollInterval,
 		Lookback:        cfg.Lookback,
@@ -243,6 +257,7 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 	if cfg.DB == "" {
 		in.log.Warnf("no db is set: the de-dup set and the schedule live in memory only, so a restart starts afresh and may deliver up to initial_lookback (%s) of events again; set db to a file on persistent storage", config.FormatDuration(cfg.InitialLookback))
 	} else if err := in.openState(params); err != nil {
+		in.Close()
 		return nil, err
 	}
 	in.log.Infof("configuration: %s", cfg.Redacted())
@@ -252,57 +267,24 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 	return in, nil
 }
 
-// openState opens the state file and loads it. A file in use is a
-// configuration error; a file that cannot be read is moved aside (kept, never
-// overwritten) and replaced by a new one; a file that cannot be opened or
-// written at all leaves the state in memory. The last two are reported as
-// state_error and delivery goes on.
+// openState opens the state file and loads it (loadState, statefile.go).
+// A file in use is a configuration error. A damaged file is moved aside
+// (kept, never overwritten) and replaced by a new one. Any other failure
+// (open files, memory, permissions, space, I/O) leaves the file as it is:
+// it is reported as state_error, nothing is delivered, and opening is
+// retried on later collects (stateGate).
 func (in *Instance) openState(params schedule.Params) error {
-	path := in.cfg.DB
-	for attempt := 0; ; attempt++ {
-		db, err := state.Open(path)
-		var sched schedule.State
-		var raw []byte
-		if err == nil {
-			in.seen = dedup.New()
-			raw, err = db.Load(in.seen.Add)
-			if err == nil && raw != nil {
-				if sched, err = schedule.DecodeState(raw); err != nil {
-					err = &state.UnreadableError{Path: path, Reason: err.Error()}
-				}
-			}
-			if err != nil {
-				db.Close()
-				in.seen = dedup.New()
-			}
-		}
-		var ue *state.UnreadableError
-		switch {
-		case err == nil:
-			if raw != nil {
-				in.sched = schedule.Restore(params, sched, in.now())
-			}
-			in.db = db
-			in.log.Infof("state loaded from %s: %d delivered ids, %d queries pending", path, in.seen.Len(), len(in.sched.Pending()))
-			return nil
-		case errors.Is(err, state.ErrInUse):
-			return err
-		case errors.As(err, &ue) && attempt == 0:
-			moved, merr := state.MoveAside(path, in.now())
-			if merr != nil {
-				in.stateProblem = fmt.Sprintf("%v, and %v: delivery goes on with state in memory only; move the file away and restart", err, merr)
-				in.log.Errorf("%s", in.stateProblem)
-				return nil
-			}
-			in.stateProblem = fmt.Sprintf("%v; it was moved to %s and a new state file was started, so events of the last initial_lookback (%s) may be delivered again",
-				err, moved, config.FormatDuration(in.cfg.InitialLookback))
-			in.log.Errorf("%s", in.stateProblem)
-		default:
-			in.stateProblem = fmt.Sprintf("%v: delivery goes on with state in memory only, so a restart may deliver events again; fix the file or its directory (permissions, free space) and restart", err)
-			in.log.Errorf("%s", in.stateProblem)
-			return nil
-		}
+	in.st.params = params
+	in.st.start = in.now()
+	err := in.loadState(in.st.start)
+	switch {
+	case err == nil:
+	case errors.Is(err, state.ErrInUse):
+		return err
+	default:
+		in.notLoaded(in.st.start, err)
 	}
+	return nil
 }
 
 // Abandon forgets the batch being built and the page position, after a
@@ -310,7 +292,6 @@ func (in *Instance) openState(params schedule.Params) error {
 // are read again.
 func (in *Instance) Abandon() {
 	in.pending = nil
-	in.cur = reading{}
 }
 
 // Logf logs an error line for this instance, secrets scrubbed.
@@ -338,6 +319,9 @@ func (in *Instance) Collect() []byte {
 		return nil
 	}
 	now := in.now()
+	if b, hold := in.stateGate(now); hold {
+		return b
+	}
 	in.sched.Plan(now)
 	in.checkConditions(now)
 	in.batch = in.batch[:0]
@@ -387,13 +371,14 @@ func (in *Instance) readPage(now time.Time) {
 	if !ok {
 		return
 	}
-	if in.cur.chunk != chunk.ID {
-		in.cur = reading{chunk: chunk.ID, seen: map[string]bool{}}
-	}
-	link := in.cur.link
+	// A chunk being paged resumes from its own nextLink, even when other
+	// chunks were served in between; otherwise it is queried afresh from
+	// the position it reached.
+	link := chunk.Link
 	if link == "" {
 		link = in.profile.URL(in.cfg.GraphHost, chunk.From, chunk.To, in.top)
 	}
+	in.req = request{chunk: chunk.ID, linked: chunk.Link != ""}
 	if !in.budget.TryTake(now, in) {
 		return
 	}
@@ -408,7 +393,7 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	if err == nil && in.page.NextLink != "" {
 		switch {
-		case in.cur.seen[in.page.NextLink] || in.page.NextLink == link:
+		case in.page.NextLink == link || in.linkFollowed(chunk.ID, in.page.NextLink):
 			err = &pagingError{msg: "Graph returned an @odata.nextLink that was already followed in this query (a paging loop); the query is restarted later"}
 		case !in.client.SameOrigin(in.page.NextLink):
 			err = &graph.OriginError{Link: in.page.NextLink, Host: in.cfg.GraphHost}
@@ -416,9 +401,14 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	if err != nil {
 		in.page.Records = in.page.Records[:0]
+		if in.req.linked && linkRefused(err) {
+			in.linkRefused(now, chunk, err)
+			return
+		}
 		in.onError(now, err)
 		return
 	}
+	in.linkFails = 0
 	in.onSuccess(now)
 	in.Stats.Pages++
 	if full := in.profile.Top(in.cfg.PageSize); in.top < full {
@@ -427,7 +417,7 @@ func (in *Instance) readPage(now time.Time) {
 		}
 	}
 	in.log.Debugf("at %s: %s query %s..%s: page of %d events, more=%t", now.UTC().Format("15:04:05.0"), chunk.Class, chunk.From.UTC().Format(time.RFC3339Nano), chunk.To.UTC().Format(time.RFC3339Nano), len(in.page.Records), in.page.NextLink != "")
-	res := schedule.PageResult{Count: len(in.page.Records), More: in.page.NextLink != ""}
+	res := schedule.PageResult{Count: len(in.page.Records), Next: in.page.NextLink, Fresh: !in.req.linked}
 	for i, r := range in.page.Records {
 		t := time.Unix(0, r.Created)
 		if res.Oldest.IsZero() || t.Before(res.Oldest) {
@@ -451,7 +441,7 @@ func (in *Instance) readPage(now time.Time) {
 		}
 	}
 	clear(in.inPage)
-	in.pending = &commit{chunk: chunk.ID, result: res, link: in.page.NextLink, when: now, class: chunk.Class}
+	in.pending = &commit{chunk: chunk.ID, result: res, when: now, class: chunk.Class}
 	// A full page without a nextLink, from a service that answers that way
 	// instead of paging: the range may hold more than a page.
 	in.pending.split = in.profile.NoNextLink && in.page.NextLink == "" && len(in.page.Records)+in.page.Invalid >= in.top
@@ -472,6 +462,49 @@ func (in *Instance) countRequest(err error) {
 	ok, failed := in.tokens.Counts()
 	in.metrics.Tokens(ok-in.tokensOK, failed-in.tokensErr)
 	in.tokensOK, in.tokensErr = ok, failed
+}
+
+// linkRefused reports whether Graph refused a nextLink as unknown or
+// expired: in the audit logs that is a 400 (or 404/410) without a stable
+// code, while throttling, auth and server errors are answered as for any
+// request.
+func linkRefused(err error) bool {
+	var ge *graph.APIError
+	if !errors.As(err, &ge) || ge.Code == "ResponseTooLarge" {
+		return false
+	}
+	return ge.Status == http.StatusBadRequest || ge.Status == http.StatusNotFound || ge.Status == http.StatusGone
+}
+
+// linkRefused restarts the chunk from the position it reached, at once:
+// Graph expires nextLinks, especially after a pause between pages, and
+// the position is all the chunk needs. Three refusals in a row are
+// reported.
+func (in *Instance) linkRefused(now time.Time, c schedule.Chunk, err error) {
+	in.linkFails++
+	in.sched.Restart(c.ID)
+	delete(in.followed, c.ID)
+	in.Stats.LinkRefused++
+	in.log.Infof("%v: Graph no longer accepts the nextLink of the %s query %s..%s; it resumes from %s", err, c.Class,
+		c.From.UTC().Format(time.RFC3339), c.OrigTo.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339Nano))
+	if in.linkFails >= 3 {
+		msg := fmt.Sprintf("Graph refused %d nextLinks in a row (%v); each query resumes from the position it reached, so nothing is skipped, but paging costs more requests", in.linkFails, err)
+		if in.health.Fire(now, health.APIError, msg, records.Field{Key: "consecutive_failures", Value: in.linkFails}) {
+			in.log.Warnf("%s", msg)
+		}
+	}
+}
+
+// restartChain abandons the chain of the chunk just requested.
+func (in *Instance) restartChain() {
+	in.sched.Restart(in.req.chunk)
+	delete(in.followed, in.req.chunk)
+}
+
+// linkFollowed reports whether link was already followed in chunk's chain.
+func (in *Instance) linkFollowed(chunk uint64, link string) bool {
+	_, ok := in.followed[chunk][link]
+	return ok
 }
 
 type pagingError struct{ msg string }
@@ -504,8 +537,9 @@ func (in *Instance) Commit() {
 		in.lateArrivals(now, c)
 	}
 	if c.split {
-		in.cur = reading{}
+		delete(in.followed, c.chunk)
 		if !in.sched.Split(c.chunk) {
+			in.sched.Drop(c.chunk)
 			in.log.Warnf("%s answered a full page of %d without a nextLink for a range of two seconds or less; more updates within those seconds cannot be asked for", in.profile.Name, in.top)
 		}
 		in.save(now, c.add, nil)
@@ -513,24 +547,31 @@ func (in *Instance) Commit() {
 	}
 	chunk, done, err := in.sched.PageDone(c.chunk, c.result)
 	switch {
-	case err != nil:
-		in.cur = reading{}
-	case done:
-		in.cur = reading{}
-		in.chunkDone(now, chunk)
-	case in.cur.chunk == c.chunk:
-		in.cur.seen[c.link] = true
-		in.cur.link = c.link
+	case err != nil || done:
+		delete(in.followed, c.chunk)
+		if done {
+			in.chunkDone(now, chunk)
+		}
+	default:
+		if c.result.Fresh {
+			delete(in.followed, c.chunk)
+		}
+		if in.followed[c.chunk] == nil {
+			in.followed[c.chunk] = map[string]struct{}{}
+		}
+		in.followed[c.chunk][c.result.Next] = struct{}{}
 	}
 	var expired []records.Key
-	in.seen.Expire(in.sched.Horizon(now).UnixNano(), func(k records.Key) { expired = append(expired, k) })
+	h := in.sched.Horizon(now)
+	in.seen.Expire(h.UnixNano(), func(k records.Key) { expired = append(expired, k) })
+	in.sched.Forget(h)
 	in.Stats.Commits++
 	in.save(now, c.add, expired)
 	in.report(now)
 }
 
 // save writes the commit to the state file, together with whatever an
-// earlier failed commit could not write.
+// earlier failed commit could not write and the budget's recent requests.
 func (in *Instance) save(now time.Time, add []state.Entry, del []records.Key) {
 	if in.db == nil {
 		return
@@ -540,25 +581,17 @@ func (in *Instance) save(now time.Time, add []state.Entry, del []records.Key) {
 		add = append(in.unsavedAdd, add...)
 		del = append(in.unsavedDel, del...)
 	}
+	in.stagePacing(now)
 	t0 := time.Now()
 	err := in.db.Commit(add, del, raw)
 	in.metrics.Commit(time.Since(t0))
 	if err != nil {
 		in.unsavedAdd, in.unsavedDel = add, del
 		in.commitFailed = true
-		msg := fmt.Sprintf("%v: delivery goes on with state in memory (%d ids not yet saved, written as soon as the file accepts them); a restart before then may deliver them again. Check free space and permissions", err, len(add))
-		if in.health.Fire(now, health.StateError, msg, records.Field{Key: "unsaved_ids", Value: len(add)}) {
-			in.log.Errorf("%s", msg)
-		}
+		in.saveFailed(now, err)
 		return
 	}
-	in.unsavedAdd, in.unsavedDel = nil, nil
-	if in.commitFailed {
-		in.commitFailed = false
-		if in.health.Clear(now, health.StateError, "the state file is written again") {
-			in.log.Infof("the state file %s is written again", in.cfg.DB)
-		}
-	}
+	in.saved(now)
 }
 
 func (in *Instance) chunkDone(now time.Time, c schedule.Chunk) {
@@ -652,11 +685,11 @@ func (in *Instance) onError(now time.Time, err error) {
 			in.log.Errorf("%s; retrying in %s", msg, wait.Round(time.Second))
 		}
 	case errors.As(err, &ge) && ge.Code == "ResponseTooLarge" && in.top > 1:
-		// Ask again for smaller pages, from the chunk's first page: the
-		// events are still there and nothing is skipped.
+		// Ask again for smaller pages, from the position the chunk
+		// reached: the events are still there and nothing is skipped.
 		in.failures--
 		in.top, in.topOK = max(1, in.top/2), 0
-		in.cur = reading{}
+		in.restartChain()
 		wait = time.Second
 		in.log.Warnf("%v; asking for pages of %d events", ge, in.top)
 	case errors.As(err, &ge) && ge.Status == http.StatusTooManyRequests:
@@ -700,9 +733,9 @@ func (in *Instance) onError(now time.Time, err error) {
 			in.log.Warnf("%v; retrying in %s", ge, wait.Round(time.Millisecond))
 		}
 	case errors.As(err, &oe), errors.As(err, &pe):
-		// Restart the query from its first page later; its range stays
-		// pending, so nothing is skipped.
-		in.cur = reading{}
+		// Restart the query from the position it reached, later; its
+		// range stays pending, so nothing is skipped.
+		in.restartChain()
 		wait = in.backoff(in.failures, time.Minute, 15*time.Minute)
 		if in.health.Fire(now, health.APIError, err.Error(), records.Field{Key: "retry_in_seconds", Value: wait}) {
 			in.log.Errorf("%v", err)
@@ -789,7 +822,9 @@ func (in *Instance) report(now time.Time) {
 		in.Stats.Delivered, in.Stats.Duplicates, in.Stats.LateArrivals, in.Stats.Pages, config.FormatDuration(in.sched.Lookback()), in.lateness.String(), in.seen.Len())
 }
 
-// Close stops the instance and closes the state file; it is idempotent.
+// Close stops the instance, releases what it holds (metrics_listen, its
+// place in the budget, idle connections) and closes the state file, keeping
+// the recent requests in it; it is idempotent.
 // An uncommitted batch is not committed: it is delivered again next time.
 func (in *Instance) Close() error {
 	if in.closed {
@@ -801,13 +836,11 @@ func (in *Instance) Close() error {
 		t.CloseIdleConnections()
 	}
 	in.metrics.Delete()
+	in.budget.Forget(in)
 	if in.unserve != nil {
 		in.unserve()
 	}
-	if in.db == nil {
-		return nil
-	}
-	return in.db.Close()
+	return in.closeState()
 }
 
 // Histogram counts lateness (first seen minus event time) in power-of-two

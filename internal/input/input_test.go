@@ -618,18 +618,6 @@ func TestUnreadableStateFileIsKeptAndReplaced(t *testing.T) {
 	}
 }
 
-func TestStateFileThatCannotBeOpenedLeavesStateInMemory(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "plain")
-	os.WriteFile(file, []byte("x"), 0o600)
-	r := newRig(t, graphsim.Options{Seed: 18}, "db", filepath.Join(file, "state.db"))
-	addEvents(r.sim, 19, r.clk.Now().Add(-5*time.Minute), r.clk.Now(), 10, fixedLateness(0))
-	r.run(10*time.Second, time.Second)
-	se := stateErrors(r)
-	if len(se) != 1 || se[0].Fields["status"] != "firing" || !strings.Contains(se[0].Fields["message"].(string), "state in memory only") || len(r.events) != 10 {
-		t.Fatalf("state_error %v, %d events", se, len(r.events))
-	}
-}
-
 // flakyStore fails commits while broken is set, like a full disk.
 type flakyStore struct {
 	store

@@ -1,20 +1,24 @@
 // Package schedule decides which stretches of event time to query, and when,
 // so that events that Graph publishes late are still found, while each
-// moment is read only a handful of times.
+// moment is read only a handful of times; and it keeps each query's
+// position so that every query finishes, however it is interleaved with
+// others, interrupted, throttled or restarted.
 //
-// Live levels. Level k has a period P(k) and a reach D(k): P(k) = D(k) =
-// poll_interval·2^k, up to the first that reaches lookback (with the
-// defaults, 1m, 2m, 4m, 8m, 16m and 32m): powers of two keep the levels
-// nested, so merged queries never overlap more than they must. Level k last ran at r(k). When level k is due (now-r(k) >=
-// P(k)), the query [r(k)-D(k), now] finds every event whose lateness is at
-// most D(k) and that became visible in (r(k), now], whatever the timing of
-// the polls: consecutive runs of a level partition visibility time. Levels
-// that are due together are merged into one query from the earliest start
-// to now, and any level whose own range that query covers is reset too, so
-// the levels stay aligned and each tick sends one query. An event that
-// becomes visible L late (L <= lookback) is delivered by the lowest level
-// with D >= L, within about max(poll_interval, 2L) of becoming visible, and
-// each moment is read about once per level plus once more at the top.
+// Live levels. Level k has a period P(k) = poll_interval·2^k and a reach
+// D(k) = P(k), up to the first period that reaches lookback, whose reach is
+// lookback itself (with the defaults, 1m, 2m, 4m, 8m, 16m, and 32m with a
+// reach of 30m): powers of two keep the levels nested, so merged queries
+// never overlap more than they must. Level k last ran at r(k). When level
+// k is due (now-r(k) >= P(k)), the query [r(k)-D(k), now] finds every
+// event whose lateness is at most D(k) and that became visible in
+// (r(k), now], whatever the timing of the polls: consecutive runs of a
+// level partition visibility time. Levels that are due together are merged
+// into one query from the earliest start to now, and any level whose own
+// range that query covers is reset too, so the levels stay aligned and
+// each tick sends one query. An event that becomes visible L late
+// (L <= lookback) is delivered by the lowest level with D >= L, within
+// about max(poll_interval, 2L) of becoming visible, and each moment is read
+// about once per level plus once more at the top.
 //
 // Reconcile levels. Level i sweeps, once, every stretch of time that has
 // aged reconcile[i] since the last sweep: [c(i), now-reconcile[i]]. It finds
@@ -24,9 +28,37 @@
 // Work is a list of pending chunks (time ranges to read), persisted with the
 // de-dup set, so a restart resumes exactly. Live chunks are read newest
 // first and before reconcile sweeps, which run in the order they fell due
-// and get a share of the requests even when live work never runs out. A
-// chunk shrinks after each page (Graph returns events newest first), so it
-// can be interrupted and resumed cheaply.
+// and get a share of the requests even when live work never runs out.
+//
+// Progress. A chunk's position is its upper bound To and, while Graph is
+// paging it, the nextLink to its next page (Link), both kept in the chunk
+// itself, so serving other chunks in between loses nothing. Graph returns
+// a query's events newest first, so after each page every event newer
+// than the oldest one seen has been read, and To shrinks to it. When a
+// link fails (Graph expires them, and a restart does not keep them) the
+// chunk is queried afresh as [From, To]; Graph's filter has whole seconds,
+// so that query starts at the end of To's second and re-reads what it
+// held. Until the new chain gets below where it resumed, the chunk is
+// pinned: it is served before any other work, so an interruption cannot
+// cost that ground again. Hence the invariant, which the tests check over
+// random interleavings:
+//
+//	every request for a chunk either fails, or reads the next page of its
+//	chain, or starts a chain that re-reads at most the events of one second
+//	before it moves on; a chunk of N events therefore finishes within
+//	⌈N/top⌉ + x·(1+⌈S/top⌉) + f requests, where x is the number of links
+//	that failed, S the most events in one second and f the failed requests.
+//
+// A chunk whose pages break Graph's order is not shrunk (its chain is read
+// to the end); if its chain fails, it is split in halves, which shrinks it.
+//
+// Configuration changes. Levels are kept with their period and reach, and
+// sweeps with their delay, so a run with another poll_interval, lookback or
+// reconcile list adapts them rather than reinterpreting them: a level that
+// keeps its period keeps its last run, a new one starts at the oldest run
+// kept (it reads a little more once), a new sweep starts at its delay. No
+// query ever reaches behind Forgotten, the oldest time whose ids have been
+// dropped from the de-dup set, so a change never delivers an id again.
 package schedule
 
 import (
@@ -64,18 +96,55 @@ type Chunk struct {
 	// which the chunk no longer shrinks.
 	Returned  int  `json:"returned"`
 	Unordered bool `json:"unordered,omitempty"`
-	// OrigFrom and OrigTo keep the range as planned, for reports.
+	// OrigTo keeps the upper bound as planned, for reports.
 	OrigTo time.Time `json:"orig_to"`
+	// Link is Graph's nextLink to the next page of the chain being read;
+	// empty, the next request queries [From, To] afresh.
+	Link string `json:"link,omitempty"`
+	// Oldest is the oldest event time the current chain returned, and
+	// Resumed the To at which a chain that re-reads started (zero when the
+	// chain started at the planned bound). Pinned is set while such a chain
+	// has not got below Resumed.
+	Oldest  time.Time `json:"chain_oldest,omitzero"`
+	Resumed time.Time `json:"resumed,omitzero"`
+	Pinned  bool      `json:"pinned,omitempty"`
+	// Requests counts the pages read, for the progress bound and reports.
+	Requests int `json:"requests,omitempty"`
+}
+
+// started reports whether a page of c has been read: it is then no longer
+// merged with new work.
+func (c Chunk) started() bool { return c.Returned > 0 || c.Requests > 0 || !c.To.Equal(c.OrigTo) }
+
+// LevelRun is one live level with the time it last ran.
+type LevelRun struct {
+	Period time.Duration `json:"period"`
+	Reach  time.Duration `json:"reach"`
+	Run    time.Time     `json:"run"`
+}
+
+// Sweep is one reconcile level: everything before Cursor has been swept.
+type Sweep struct {
+	Delay  time.Duration `json:"delay"`
+	Cursor time.Time     `json:"cursor"`
 }
 
 // State is everything the schedule persists.
 type State struct {
-	Lookback  time.Duration `json:"lookback"`
-	Started   time.Time     `json:"started"`
-	LevelRuns []time.Time   `json:"level_runs"`
-	Cursors   []time.Time   `json:"reconcile_cursors"`
-	Pending   []Chunk       `json:"pending"`
-	NextID    uint64        `json:"next_id"`
+	Lookback time.Duration `json:"lookback"`
+	Started  time.Time     `json:"started"`
+	Levels   []LevelRun    `json:"levels,omitempty"`
+	Sweeps   []Sweep       `json:"sweeps,omitempty"`
+	// Forgotten: ids of events before it may have left the de-dup set, so
+	// no query reaches behind it.
+	Forgotten time.Time `json:"forgotten,omitzero"`
+	Pending   []Chunk   `json:"pending"`
+	NextID    uint64    `json:"next_id"`
+
+	// LegacyRuns and LegacyCursors are how files written before levels
+	// and sweeps carried their periods and delays held them (by index).
+	LegacyRuns    []time.Time `json:"level_runs,omitempty"`
+	LegacyCursors []time.Time `json:"reconcile_cursors,omitempty"`
 }
 
 // DecodeState reads a persisted state and checks that it can be resumed.
@@ -85,25 +154,38 @@ func DecodeState(raw []byte) (State, error) {
 		return State{}, fmt.Errorf("unreadable schedule: %w", err)
 	}
 	ok := func(t time.Time) bool { return t.IsZero() || (t.Year() >= 1970 && t.Year() <= 9999) }
+	times := []time.Time{st.Started, st.Forgotten}
+	times = append(append(times, st.LegacyRuns...), st.LegacyCursors...)
+	for _, l := range st.Levels {
+		if l.Period <= 0 || l.Reach <= 0 {
+			return State{}, fmt.Errorf("schedule has a level without a period")
+		}
+		times = append(times, l.Run)
+	}
+	for _, w := range st.Sweeps {
+		if w.Delay <= 0 {
+			return State{}, fmt.Errorf("schedule has a sweep without a delay")
+		}
+		times = append(times, w.Cursor)
+	}
 	switch {
 	case st.Lookback < 0:
 		return State{}, fmt.Errorf("schedule has a negative lookback")
-	case len(st.LevelRuns) > 64 || len(st.Cursors) > 64:
+	case len(st.Levels)+len(st.LegacyRuns) > 64 || len(st.Sweeps)+len(st.LegacyCursors) > 64:
 		return State{}, fmt.Errorf("schedule has too many levels")
-	case !ok(st.Started):
-		return State{}, fmt.Errorf("schedule start out of range")
 	}
-	for _, t := range append(append([]time.Time(nil), st.LevelRuns...), st.Cursors...) {
+	for _, t := range times {
 		if !ok(t) {
 			return State{}, fmt.Errorf("schedule time out of range")
 		}
 	}
 	for _, c := range st.Pending {
-		if !ok(c.From) || !ok(c.To) || !ok(c.Planned) || !ok(c.OrigTo) || c.To.Before(c.From) || (c.Class != Live && c.Class != Reconcile) || c.Returned < 0 {
+		if !ok(c.From) || !ok(c.To) || !ok(c.Planned) || !ok(c.OrigTo) || !ok(c.Oldest) || !ok(c.Resumed) ||
+			c.To.Before(c.From) || (c.Class != Live && c.Class != Reconcile) || c.Returned < 0 || c.Requests < 0 {
 			return State{}, fmt.Errorf("schedule has a damaged pending query")
 		}
 	}
-	if !st.Started.IsZero() && len(st.LevelRuns) == 0 {
+	if !st.Started.IsZero() && len(st.Levels) == 0 && len(st.LegacyRuns) == 0 {
 		return State{}, fmt.Errorf("schedule has started but has no levels")
 	}
 	return st, nil
@@ -129,29 +211,81 @@ func New(p Params) *Schedule {
 	return &Schedule{p: p, st: State{Lookback: p.Lookback}}
 }
 
-// Restore returns a schedule that continues from a persisted state. A state
-// from a configuration with a different reconcile list or a longer lookback
-// is adapted: new levels take responsibility from now on.
+// Restore returns a schedule that continues from a persisted state, made
+// with these settings or others (see the package comment). Links of the
+// previous run are not relied on: each started chunk resumes from its
+// position.
 func Restore(p Params, st State, now time.Time) *Schedule {
 	s := &Schedule{p: p, st: st}
 	if s.st.Lookback < p.Lookback || s.st.Lookback > p.MaxLookback {
 		s.st.Lookback = p.Lookback
 	}
-	if !s.st.Started.IsZero() {
-		s.fitLevels(now)
-		for len(s.st.Cursors) < len(p.Reconcile) {
-			s.st.Cursors = append(s.st.Cursors, now.Add(-p.Reconcile[len(s.st.Cursors)]))
-		}
-		s.st.Cursors = s.st.Cursors[:len(p.Reconcile)]
+	s.st.Pending = append([]Chunk(nil), st.Pending...)
+	for i := range s.st.Pending {
+		c := &s.st.Pending[i]
+		c.Link, c.Oldest, c.Resumed, c.Pinned = "", time.Time{}, time.Time{}, false
 	}
+	if s.st.Started.IsZero() {
+		return s
+	}
+	legacy := len(st.Levels) == 0
+	if legacy {
+		// Periods were poll_interval·2^k: assume this poll_interval only
+		// if the count fits; otherwise every level is new.
+		old := levels(p.PollInterval, st.Lookback)
+		for k, r := range st.LegacyRuns {
+			l := Level{}
+			if len(st.LegacyRuns) == len(old) {
+				l = old[k]
+			}
+			s.st.Levels = append(s.st.Levels, LevelRun{Period: l.Period, Reach: max(l.Reach, 1), Run: r})
+		}
+		for i, c := range st.LegacyCursors {
+			w := Sweep{Cursor: c, Delay: -1}
+			if len(st.LegacyCursors) == len(p.Reconcile) {
+				w.Delay = p.Reconcile[i]
+			}
+			s.st.Sweeps = append(s.st.Sweeps, w)
+		}
+		s.st.LegacyRuns, s.st.LegacyCursors = nil, nil
+		if s.st.Forgotten.IsZero() {
+			// The ids dropped so far are older than every query the old
+			// schedule still had.
+			s.st.Forgotten = s.horizon(now)
+		}
+	}
+	oldest := now
+	for _, l := range s.st.Levels {
+		if l.Run.Before(oldest) {
+			oldest = l.Run
+		}
+	}
+	s.fitLevels(oldest)
+	sweeps := make([]Sweep, len(p.Reconcile))
+	for i, d := range p.Reconcile {
+		sweeps[i] = Sweep{Delay: d, Cursor: later(now.Add(-d), s.st.Forgotten)}
+		for _, w := range s.st.Sweeps {
+			if w.Delay == d {
+				sweeps[i].Cursor = w.Cursor
+			}
+		}
+	}
+	s.st.Sweeps = sweeps
 	return s
+}
+
+func later(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
 }
 
 // State returns a copy of the state to persist.
 func (s *Schedule) State() State {
 	st := s.st
-	st.LevelRuns = append([]time.Time(nil), s.st.LevelRuns...)
-	st.Cursors = append([]time.Time(nil), s.st.Cursors...)
+	st.Levels = append([]LevelRun(nil), s.st.Levels...)
+	st.Sweeps = append([]Sweep(nil), s.st.Sweeps...)
 	st.Pending = append([]Chunk(nil), s.st.Pending...)
 	return st
 }
@@ -161,6 +295,9 @@ func (s *Schedule) Started() time.Time { return s.st.Started }
 
 // Lookback is the current lookback (it may have been widened).
 func (s *Schedule) Lookback() time.Duration { return s.st.Lookback }
+
+// Forgotten is the time before which ids may have been dropped.
+func (s *Schedule) Forgotten() time.Time { return s.st.Forgotten }
 
 // Level is one live level.
 type Level struct{ Period, Reach time.Duration }
@@ -174,16 +311,24 @@ func levels(p, lookback time.Duration) []Level {
 	for ; d < lookback; d *= 2 {
 		out = append(out, Level{d, d})
 	}
-	return append(out, Level{d, d})
+	// The top level reaches exactly lookback: reaching further back would
+	// query time whose ids may be forgotten once lookback is max_lookback.
+	return append(out, Level{d, max(lookback, p)})
 }
 
-// fitLevels resizes LevelRuns to the current levels; new levels start now.
-func (s *Schedule) fitLevels(now time.Time) {
-	n := len(s.Levels())
-	for len(s.st.LevelRuns) < n {
-		s.st.LevelRuns = append(s.st.LevelRuns, now)
+// fitLevels makes the level list match the current levels: a level whose
+// period is unchanged keeps its last run, a new one is taken to have run
+// at fresh.
+func (s *Schedule) fitLevels(fresh time.Time) {
+	want := s.Levels()
+	out := make([]LevelRun, len(want))
+	for k, l := range want {
+		out[k] = LevelRun{Period: l.Period, Reach: l.Reach, Run: fresh}
+		if k < len(s.st.Levels) && s.st.Levels[k].Period == l.Period {
+			out[k].Run = s.st.Levels[k].Run
+		}
 	}
-	s.st.LevelRuns = s.st.LevelRuns[:n]
+	s.st.Levels = out
 }
 
 // Plan adds the chunks that are due at now and reports whether it added any.
@@ -193,57 +338,56 @@ func (s *Schedule) Plan(now time.Time) bool {
 		s.fitLevels(now)
 		start := now.Add(-s.p.InitialLookback)
 		s.add(Chunk{From: start, To: now, Class: Live, Planned: now})
-		s.st.Cursors = make([]time.Time, len(s.p.Reconcile))
+		s.st.Sweeps = make([]Sweep, len(s.p.Reconcile))
 		for i, d := range s.p.Reconcile {
 			// Events older than now-d had their whole lateness allowance
 			// before this first query, so the first query finds them.
-			c := now.Add(-d)
-			if c.Before(start) {
-				c = start
-			}
-			s.st.Cursors[i] = c
+			s.st.Sweeps[i] = Sweep{Delay: d, Cursor: later(now.Add(-d), start)}
 		}
 		return true
 	}
 	added := false
-	lv := s.Levels()
-	if now.Sub(s.st.LevelRuns[0]) >= lv[0].Period {
+	lv := s.st.Levels
+	if now.Sub(lv[0].Run) >= lv[0].Period {
 		start := now
-		for k, l := range lv {
-			if r := s.st.LevelRuns[k]; now.Sub(r) >= l.Period {
-				if st := r.Add(-l.Reach); st.Before(start) {
+		for _, l := range lv {
+			if now.Sub(l.Run) >= l.Period {
+				if st := l.Run.Add(-l.Reach); st.Before(start) {
 					start = st
 				}
 			}
 		}
 		for k, l := range lv {
-			if !s.st.LevelRuns[k].Add(-l.Reach).Before(start) {
-				s.st.LevelRuns[k] = now
+			if !l.Run.Add(-l.Reach).Before(start) {
+				lv[k].Run = now
 			}
 		}
-		s.add(Chunk{From: start, To: now, Class: Live, Planned: now})
+		s.add(Chunk{From: later(start, s.st.Forgotten), To: now, Class: Live, Planned: now})
 		added = true
 	}
-	for i, d := range s.p.Reconcile {
+	for i := range s.st.Sweeps {
 		// Sweeps advance in steps of the configured lookback: a widened
 		// lookback must not delay them.
-		end := now.Add(-d)
-		if end.Sub(s.st.Cursors[i]) >= s.p.Lookback {
-			s.add(Chunk{From: s.st.Cursors[i], To: end, Class: Reconcile, Planned: now})
-			s.st.Cursors[i] = end
-			added = true
+		w := &s.st.Sweeps[i]
+		end := now.Add(-w.Delay)
+		if end.Sub(w.Cursor) >= s.p.Lookback {
+			if from := later(w.Cursor, s.st.Forgotten); from.Before(end) {
+				s.add(Chunk{From: from, To: end, Class: Reconcile, Planned: now})
+				added = true
+			}
+			w.Cursor = end
 		}
 	}
 	return added
 }
 
 // add queues c, merging it with pending chunks of its class that it
-// overlaps or touches and that have not started (see Begin).
+// overlaps or touches and that have not started.
 func (s *Schedule) add(c Chunk) {
 	c.OrigTo = c.To
 	for i := 0; i < len(s.st.Pending); {
 		o := s.st.Pending[i]
-		if o.Class == c.Class && o.Returned == 0 && o.To.Equal(o.OrigTo) && !o.From.After(c.To) && !c.From.After(o.To) {
+		if o.Class == c.Class && !o.started() && !o.From.After(c.To) && !c.From.After(o.To) {
 			if o.From.Before(c.From) {
 				c.From = o.From
 			}
@@ -280,13 +424,19 @@ func (s *Schedule) sortPending() {
 	})
 }
 
-// Next returns the chunk to read now, or false when there is none. Live
-// work comes first, except that with reconcile set a queued reconcile chunk
-// is served: the caller sets it for one request in ReconcileShare, so
-// sweeps progress even when live polls use the whole budget.
+// Next returns the chunk to read now, or false when there is none. A
+// pinned chunk comes first; then live work, except that with reconcile set
+// a queued reconcile chunk is served: the caller sets it for one request in
+// ReconcileShare, so sweeps progress even when live polls use the whole
+// budget.
 func (s *Schedule) Next(reconcile bool) (Chunk, bool) {
 	if len(s.st.Pending) == 0 {
 		return Chunk{}, false
+	}
+	for _, c := range s.st.Pending {
+		if c.Pinned {
+			return c, true
+		}
 	}
 	if reconcile {
 		for _, c := range s.st.Pending {
@@ -310,7 +460,11 @@ type PageResult struct {
 	Count  int       // events on the page (new or not)
 	Oldest time.Time // oldest event time on the page (zero if none)
 	Newest time.Time
-	More   bool // Graph returned a nextLink
+	// Next is Graph's nextLink, empty on the last page.
+	Next string
+	// Fresh is set when the page was the first of a new query, not one
+	// read through a nextLink.
+	Fresh bool
 	// OutOfOrder is set when the page itself was not sorted newest first.
 	OutOfOrder bool
 }
@@ -323,42 +477,73 @@ func (s *Schedule) PageDone(id uint64, r PageResult) (Chunk, bool, error) {
 		return Chunk{}, false, fmt.Errorf("chunk %d is not pending", id)
 	}
 	c := &s.st.Pending[i]
+	c.Requests++
+	if r.Fresh {
+		c.Oldest, c.Resumed = time.Time{}, time.Time{}
+		if c.To.Before(c.OrigTo) {
+			c.Resumed = c.To
+		}
+	}
 	if r.Count > 0 {
-		// Graph sorts newest first; a page newer than the last one read
-		// means the order cannot be relied on to shrink the range.
-		if r.OutOfOrder || (c.Returned > 0 && r.Newest.After(c.To)) {
-			c.Unordered = true
+		// Within one chain Graph sorts newest first: a page newer than
+		// the chain's oldest event breaks that order, and then the
+		// position cannot be told by time.
+		if r.OutOfOrder || (!r.Fresh && !c.Oldest.IsZero() && r.Newest.After(c.Oldest)) {
+			if !c.Unordered {
+				c.Unordered = true
+				c.To = c.OrigTo
+			}
 		}
 		c.Returned += r.Count
+		if c.Oldest.IsZero() || r.Oldest.Before(c.Oldest) {
+			c.Oldest = r.Oldest
+		}
 	}
-	if !r.More {
+	if r.Next == "" {
 		done := *c
 		s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
 		return done, true, nil
 	}
+	c.Link = r.Next
 	if r.Count > 0 && !c.Unordered && r.Oldest.Before(c.To) && !r.Oldest.Before(c.From) {
 		// Everything newer than the oldest event seen has been read; the
 		// boundary itself stays (events may share the timestamp).
 		c.To = r.Oldest
 	}
+	c.Pinned = !c.Unordered && !c.Resumed.IsZero() && !c.Oldest.Before(c.Resumed)
 	return *c, false, nil
+}
+
+// Restart abandons chunk id's chain (Graph refused its nextLink, or it
+// looped): the next request queries [From, To] afresh. A chunk whose order
+// could not be relied on is split in halves instead, so that it shrinks.
+func (s *Schedule) Restart(id uint64) {
+	i := s.find(id)
+	if i < 0 {
+		return
+	}
+	c := &s.st.Pending[i]
+	if c.Unordered && s.Split(id) {
+		return
+	}
+	c.Link, c.Oldest, c.Pinned = "", time.Time{}, false
 }
 
 // Split replaces chunk id by its two halves, for a service that answered
 // a full page without a nextLink: each half is read on its own until the
 // answers fit a page. A range of two seconds or less cannot be split (the
-// queries' bounds are whole seconds); Split then reports false and the
-// chunk counts as done.
+// queries' bounds are whole seconds); Split then reports false and leaves
+// the chunk as it is.
 func (s *Schedule) Split(id uint64) bool {
 	i := s.find(id)
 	if i < 0 {
 		return false
 	}
 	c := s.st.Pending[i]
-	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
 	if c.To.Sub(c.From) <= 2*time.Second {
 		return false
 	}
+	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
 	mid := c.From.Add(c.To.Sub(c.From) / 2)
 	for _, h := range []Chunk{{From: c.From, To: mid}, {From: mid, To: c.To}} {
 		h.Class, h.Planned = c.Class, c.Planned
@@ -369,6 +554,13 @@ func (s *Schedule) Split(id uint64) bool {
 	}
 	s.sortPending()
 	return true
+}
+
+// Drop removes chunk id as done without reading the rest of it.
+func (s *Schedule) Drop(id uint64) {
+	if i := s.find(id); i >= 0 {
+		s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
+	}
 }
 
 func (s *Schedule) find(id uint64) int {
@@ -382,18 +574,21 @@ func (s *Schedule) find(id uint64) int {
 
 // Horizon is the oldest event time any future query can reach, including a
 // lookback widened up to max_lookback. Keys of older events can be dropped
-// from the de-dup set.
+// from the de-dup set; call Forget when they are.
 func (s *Schedule) Horizon(now time.Time) time.Time {
+	return later(s.horizon(now), s.st.Forgotten)
+}
+
+func (s *Schedule) horizon(now time.Time) time.Time {
 	h := now.Add(-s.p.MaxLookback - s.p.PollInterval)
-	lv := s.Levels()
-	for k, r := range s.st.LevelRuns {
-		if t := r.Add(-lv[k].Reach); t.Before(h) {
+	for _, l := range s.st.Levels {
+		if t := l.Run.Add(-l.Reach); t.Before(h) {
 			h = t
 		}
 	}
-	for _, c := range s.st.Cursors {
-		if c.Before(h) {
-			h = c
+	for _, w := range s.st.Sweeps {
+		if w.Cursor.Before(h) {
+			h = w.Cursor
 		}
 	}
 	for _, c := range s.st.Pending {
@@ -403,6 +598,10 @@ func (s *Schedule) Horizon(now time.Time) time.Time {
 	}
 	return h.Add(-s.p.PollInterval)
 }
+
+// Forget records that ids of events before h have been dropped: no query
+// reaches behind h from now on.
+func (s *Schedule) Forget(h time.Time) { s.st.Forgotten = later(h, s.st.Forgotten) }
 
 // Widen doubles the lookback, up to max_lookback, after events were found
 // later than it covers. It reports the new value and whether it changed.

@@ -164,15 +164,15 @@ func TestFirstRunAndReconcileStart(t *testing.T) {
 	}
 	st := s.State()
 	for i, d := range p.Reconcile {
-		if !st.Cursors[i].Equal(t0.Add(-d)) {
-			t.Fatalf("reconcile %d starts at %v", i, st.Cursors[i])
+		if !st.Sweeps[i].Cursor.Equal(t0.Add(-d)) || st.Sweeps[i].Delay != d {
+			t.Fatalf("reconcile %d starts at %+v", i, st.Sweeps[i])
 		}
 	}
 	// A short initial lookback bounds the reconcile cursors too.
 	p.InitialLookback = time.Hour
 	s = New(p)
 	s.Plan(t0)
-	if got := s.State().Cursors[2]; !got.Equal(t0.Add(-time.Hour)) {
+	if got := s.State().Sweeps[2].Cursor; !got.Equal(t0.Add(-time.Hour)) {
 		t.Fatalf("cursor %v", got)
 	}
 }
@@ -193,7 +193,7 @@ func TestPendingWorkMergesAndShrinks(t *testing.T) {
 	}
 	// A page of newest events shrinks the chunk to the oldest one seen.
 	oldest := t0.Add(-10 * time.Minute)
-	got, done, err := s.PageDone(c.ID, PageResult{Count: 1000, Oldest: oldest, Newest: c.To, More: true})
+	got, done, err := s.PageDone(c.ID, PageResult{Count: 1000, Oldest: oldest, Newest: c.To, Next: "p2", Fresh: true})
 	if err != nil || done || !got.To.Equal(oldest) {
 		t.Fatalf("after page: %+v %v %v", got, done, err)
 	}
@@ -206,9 +206,10 @@ func TestPendingWorkMergesAndShrinks(t *testing.T) {
 	if next.ID == c.ID {
 		t.Fatal("newer live work must come first")
 	}
-	// A page newer than the previous one marks the chunk unordered.
-	got, _, _ = s.PageDone(c.ID, PageResult{Count: 5, Oldest: oldest.Add(-time.Minute), Newest: oldest.Add(time.Minute), More: true})
-	if !got.Unordered || !got.To.Equal(oldest) {
+	// A page of the same chain newer than the one before marks the chunk
+	// unordered: it goes back to its planned bound and no longer shrinks.
+	got, _, _ = s.PageDone(c.ID, PageResult{Count: 5, Oldest: oldest.Add(-time.Minute), Newest: oldest.Add(time.Minute), Next: "p3"})
+	if !got.Unordered || !got.To.Equal(c.OrigTo) || got.Link != "p3" {
 		t.Fatalf("unordered page: %+v", got)
 	}
 	got, done, _ = s.PageDone(c.ID, PageResult{Count: 5, Oldest: oldest.Add(-20 * time.Minute), Newest: oldest.Add(-19 * time.Minute)})
@@ -270,7 +271,7 @@ func TestHorizonAndWiden(t *testing.T) {
 		t.Fatalf("horizon %v without reconcile", got)
 	}
 	lb, changed := s.Widen(now)
-	if !changed || lb != time.Hour || len(s.Levels()) != 7 || len(s.State().LevelRuns) != 7 {
+	if !changed || lb != time.Hour || len(s.Levels()) != 7 || len(s.State().Levels) != 7 {
 		t.Fatalf("widen: %v %v levels %d", lb, changed, len(s.Levels()))
 	}
 	for range 10 {
@@ -296,7 +297,7 @@ func TestRestore(t *testing.T) {
 	p2.Lookback = time.Hour
 	p2.Reconcile = []time.Duration{3 * time.Hour}
 	r = Restore(p2, st, t0.Add(2*time.Minute))
-	if r.Lookback() != time.Hour || len(r.State().LevelRuns) != 7 || len(r.State().Cursors) != 1 {
+	if r.Lookback() != time.Hour || len(r.State().Levels) != 7 || len(r.State().Sweeps) != 1 {
 		t.Fatalf("adapted state: %+v", r.State())
 	}
 }
@@ -308,7 +309,11 @@ func TestLevels(t *testing.T) {
 		t.Fatalf("%v", got)
 	}
 	for i := range want {
-		if got[i].Period != want[i]*time.Minute || got[i].Reach != got[i].Period {
+		reach := got[i].Period
+		if i == len(want)-1 {
+			reach = 30 * time.Minute // the top level reaches lookback exactly
+		}
+		if got[i].Period != want[i]*time.Minute || got[i].Reach != reach {
 			t.Fatalf("level %d: %+v", i, got[i])
 		}
 	}
@@ -339,7 +344,7 @@ func FuzzDecodeState(f *testing.F) {
 			now = now.Add(time.Minute)
 			r.Plan(now)
 			if c, ok := r.Next(i%2 == 0); ok {
-				if _, _, err := r.PageDone(c.ID, PageResult{Count: 1, Oldest: c.From, Newest: c.To, More: i%3 == 0}); err != nil {
+				if _, _, err := r.PageDone(c.ID, PageResult{Count: 1, Oldest: c.From, Newest: c.To, Next: map[bool]string{true: "next"}[i%3 == 0], Fresh: i%2 == 0}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -373,6 +378,7 @@ func TestSplit(t *testing.T) {
 			break
 		}
 		if !s.Split(c.ID) {
+			s.Drop(c.ID)
 			n++
 		}
 		if n > 5000 {
