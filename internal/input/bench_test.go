@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
+	"math/rand"
 	rand2 "math/rand/v2"
 	"net"
 	"net/http"
@@ -137,47 +139,55 @@ func BenchmarkCore(b *testing.B) {
 // BenchmarkPacing drains a backlog of 200 000 sign-ins from the simulator
 // with Graph's budget enforced (5 requests per 10 s per app and tenant),
 // with the default settings, collect called once a second as Fluent Bit
-// does, all on the test clock. The budget's maximum is 500 events/s
-// (pages of 1000); pct-of-max is the drain rate against it and 429s the
-// share of requests Graph refused.
+// does, all on the test clock, over five seeds (the data, the simulator's
+// answers, the input's jitter). Live polls interrupt the backlog's query
+// every minute. The budget's maximum is 500 events/s (pages of 1000);
+// events/s and pct-of-max are the worst seed's drain rate, and pct-429 the
+// worst seed's share of requests Graph refused.
 func BenchmarkPacing(b *testing.B) {
 	const n = 200_000
 	for b.Loop() {
-		start := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
-		clk := graphsim.NewClock(start)
-		sim := graphsim.Start(b, graphsim.Options{Now: clk.Now, Seed: 1, Throttle: true})
-		// A backlog of two days, visible at once.
-		sim.Add(graphsim.Generate(rand2.New(rand2.NewPCG(5, 5)), start.Add(-48*time.Hour), start, n, nil)...)
-		cfg, err := config.Parse(config.MapGetter{
-			"tenant_id": graphsim.DefaultTenantID, "client_id": graphsim.DefaultClientID, "client_secret": graphsim.DefaultClientSecret,
-			"authority_host": sim.URL(), "graph_host": sim.URL(), "initial_lookback": "49h",
-			"db": filepath.Join(b.TempDir(), "state.db"),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		in, err := New(cfg, Options{Now: clk.Now, Logger: logging.New("bench", logging.Error), Budget: budget.New(budget.Requests, budget.Window)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for in.Stats.Delivered < n && clk.Now().Sub(start) < 2*time.Hour {
-			clk.Advance(time.Second)
-			if batch := in.Collect(); batch != nil {
-				in.Commit()
+		worstRate, worst429, worstTook := math.Inf(1), 0.0, 0.0
+		for seed := int64(1); seed <= 5; seed++ {
+			start := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+			clk := graphsim.NewClock(start)
+			sim := graphsim.Start(b, graphsim.Options{Now: clk.Now, Seed: seed, Throttle: true})
+			// A backlog of two days, visible at once.
+			sim.Add(graphsim.Generate(rand2.New(rand2.NewPCG(uint64(seed), uint64(seed))), start.Add(-48*time.Hour), start, n, nil)...)
+			cfg, err := config.Parse(config.MapGetter{
+				"tenant_id": graphsim.DefaultTenantID, "client_id": graphsim.DefaultClientID, "client_secret": graphsim.DefaultClientSecret,
+				"authority_host": sim.URL(), "graph_host": sim.URL(), "initial_lookback": "49h",
+				"db": filepath.Join(b.TempDir(), "state.db"),
+			})
+			if err != nil {
+				b.Fatal(err)
 			}
+			in, err := New(cfg, Options{Now: clk.Now, Rand: rand.New(rand.NewSource(seed)), Logger: logging.New("bench", logging.Error), Budget: budget.New(budget.Requests, budget.Window)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for in.Stats.Delivered < n && clk.Now().Sub(start) < 2*time.Hour {
+				clk.Advance(time.Second)
+				if batch := in.Collect(); batch != nil {
+					in.Commit()
+				}
+			}
+			took := clk.Now().Sub(start)
+			st := sim.Stats()
+			in.Close()
+			if in.Stats.Delivered < n {
+				b.Fatalf("seed %d: %d of %d events in %s", seed, in.Stats.Delivered, n, took)
+			}
+			rate := float64(in.Stats.Delivered) / took.Seconds()
+			graphRequests := st.ByPath["/v1.0/auditLogs/signIns"]
+			if rate < worstRate {
+				worstRate, worstTook = rate, took.Seconds()
+			}
+			worst429 = max(worst429, 100*float64(st.ByStatus[http.StatusTooManyRequests])/float64(max(graphRequests, 1)))
 		}
-		took := clk.Now().Sub(start)
-		st := sim.Stats()
-		in.Close()
-		if in.Stats.Delivered < n {
-			b.Fatalf("%d of %d events in %s", in.Stats.Delivered, n, took)
-		}
-		rate := float64(in.Stats.Delivered) / took.Seconds()
-		graphRequests := st.ByPath["/v1.0/auditLogs/signIns"]
-		b.ReportMetric(rate, "events/s")
-		b.ReportMetric(100*rate/500, "pct-of-max")
-		b.ReportMetric(took.Seconds(), "sim-s")
-		b.ReportMetric(float64(graphRequests), "requests")
-		b.ReportMetric(100*float64(st.ByStatus[http.StatusTooManyRequests])/float64(max(graphRequests, 1)), "pct-429")
+		b.ReportMetric(worstRate, "events/s")
+		b.ReportMetric(100*worstRate/500, "pct-of-max")
+		b.ReportMetric(worstTook, "sim-s")
+		b.ReportMetric(worst429, "pct-429")
 	}
 }

@@ -102,7 +102,6 @@ type Instance struct {
 	late       lateAgg
 	lateness   Histogram
 	lastReport time.Time
-	lastWiden  time.Time
 
 	// stateProblem is a damaged state file moved aside, reported as
 	// state_error on the next collect; unsaved holds what a failed commit
@@ -430,7 +429,9 @@ func (in *Instance) readPage(now time.Time) {
 			res.OutOfOrder = true
 		}
 	}
-	if res.Newest.After(in.newest) {
+	// Sweeps read old time on purpose: only live pages say how fresh
+	// Graph's data is.
+	if chunk.Class == schedule.Live && res.Newest.After(in.newest) {
 		in.newest = res.Newest
 	}
 	if in.page.Invalid > 0 {
@@ -617,13 +618,31 @@ func (in *Instance) chunkDone(now time.Time, c schedule.Chunk) {
 }
 
 func (in *Instance) lateArrivals(now time.Time, c *commit) {
-	n := len(c.add)
+	// An event that a pending live query still covers was only found by
+	// the sweep first: the live query would have delivered it too.
+	late := make([]state.Entry, 0, len(c.add))
+	for _, e := range c.add {
+		if !in.sched.LiveCovers(time.Unix(0, e.Time)) {
+			late = append(late, e)
+		}
+	}
+	n := len(late)
+	if n == 0 {
+		return
+	}
 	in.Stats.LateArrivals += n
 	in.metrics.LateArrivals(n)
 	in.late.count += n
-	var latest time.Duration
-	for _, e := range c.add {
-		latest = max(latest, c.when.Sub(time.Unix(0, e.Time)))
+	// Only events that happened under the current lookback say it is too
+	// short: an older one may have been missed by a shorter lookback.
+	var latest, beyond time.Duration
+	since := in.sched.LookbackSince().UnixNano()
+	for _, e := range late {
+		l := c.when.Sub(time.Unix(0, e.Time))
+		latest = max(latest, l)
+		if e.Time >= since {
+			beyond = max(beyond, l)
+		}
 	}
 	in.late.max = max(in.late.max, latest)
 	lookback := in.sched.Lookback()
@@ -635,10 +654,9 @@ func (in *Instance) lateArrivals(now time.Time, c *commit) {
 		in.late = lateAgg{}
 	}
 	// Widen once per lookback at most: one sweep finds many late events.
-	if latest <= lookback || (!in.lastWiden.IsZero() && now.Sub(in.lastWiden) < lookback) {
+	if beyond <= lookback {
 		return
 	}
-	in.lastWiden = now
 	if nl, changed := in.sched.Widen(now); changed {
 		msg := fmt.Sprintf("lookback widened from %s to %s because events arrived later than it covered (max_lookback %s)",
 			config.FormatDuration(lookback), config.FormatDuration(nl), config.FormatDuration(in.cfg.MaxLookback))
@@ -657,9 +675,6 @@ func (in *Instance) onSuccess(now time.Time) {
 	in.failures, in.throttles = 0, 0
 	in.health.Clear(now, health.AuthFailed, "token requests succeed again")
 	in.health.Clear(now, health.APIError, "Graph requests succeed again")
-	if _, _, n := in.sched.Backlog(now); n <= 1 {
-		in.health.Clear(now, health.Throttled, "the schedule has caught up")
-	}
 }
 
 // onError decides when to retry and which condition to raise.
@@ -800,14 +815,24 @@ func (in *Instance) checkConditions(now time.Time) {
 		}
 	}
 	live, rec, n := in.sched.Backlog(now)
+	fresh := in.sched.Freshest(now)
 	in.metrics.State(in.sched.Lookback(), live, in.lastPoll, in.seen.Len())
+	// Behind: the newest events wait, or a re-read of the lookback takes
+	// longer than the lookback, or a sweep twice that.
 	limit := max(5*in.cfg.PollInterval, 5*time.Minute)
-	if live > limit || rec > 2*in.sched.Lookback()+limit {
-		msg := fmt.Sprintf("collection is behind: the oldest pending live query has waited %s and reconcile sweeps %s (%d queries queued); Graph's budget of 5 requests per 10 seconds cannot keep up, newest events go first",
-			live.Round(time.Second), rec.Round(time.Second), n)
-		if in.health.Fire(now, health.Throttled, msg, records.Field{Key: "live_behind_seconds", Value: live},
+	lb := in.sched.Lookback()
+	if fresh > limit || live > lb+limit || rec > 2*lb+limit {
+		msg := fmt.Sprintf("collection is behind: the newest pending live query has waited %s, the oldest %s and reconcile sweeps %s (%d queries queued); Graph's budget of 5 requests per 10 seconds cannot keep up, newest events go first",
+			fresh.Round(time.Second), live.Round(time.Second), rec.Round(time.Second), n)
+		if in.health.Fire(now, health.Throttled, msg, records.Field{Key: "live_behind_seconds", Value: fresh}, records.Field{Key: "reread_behind_seconds", Value: live},
 			records.Field{Key: "reconcile_behind_seconds", Value: rec}, records.Field{Key: "queued_queries", Value: n}) {
 			in.log.Warnf("%s", msg)
+		}
+	} else if fresh <= limit/2 && live <= lb+limit/2 && rec <= 2*lb+limit/2 && in.throttles == 0 {
+		// Cleared with a margin, so that a queue hovering at the limit
+		// does not flap.
+		if in.health.Clear(now, health.Throttled, "the schedule has caught up") {
+			in.log.Infof("the schedule has caught up")
 		}
 	}
 }

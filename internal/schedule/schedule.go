@@ -132,9 +132,12 @@ type Sweep struct {
 // State is everything the schedule persists.
 type State struct {
 	Lookback time.Duration `json:"lookback"`
-	Started  time.Time     `json:"started"`
-	Levels   []LevelRun    `json:"levels,omitempty"`
-	Sweeps   []Sweep       `json:"sweeps,omitempty"`
+	// LookbackSince is when Lookback took effect: only events after it
+	// show whether it is long enough.
+	LookbackSince time.Time  `json:"lookback_since,omitzero"`
+	Started       time.Time  `json:"started"`
+	Levels        []LevelRun `json:"levels,omitempty"`
+	Sweeps        []Sweep    `json:"sweeps,omitempty"`
 	// Forgotten: ids of events before it may have left the de-dup set, so
 	// no query reaches behind it.
 	Forgotten time.Time `json:"forgotten,omitzero"`
@@ -154,7 +157,7 @@ func DecodeState(raw []byte) (State, error) {
 		return State{}, fmt.Errorf("unreadable schedule: %w", err)
 	}
 	ok := func(t time.Time) bool { return t.IsZero() || (t.Year() >= 1970 && t.Year() <= 9999) }
-	times := []time.Time{st.Started, st.Forgotten}
+	times := []time.Time{st.Started, st.Forgotten, st.LookbackSince}
 	times = append(append(times, st.LegacyRuns...), st.LegacyCursors...)
 	for _, l := range st.Levels {
 		if l.Period <= 0 || l.Reach <= 0 {
@@ -219,6 +222,10 @@ func Restore(p Params, st State, now time.Time) *Schedule {
 	s := &Schedule{p: p, st: st}
 	if s.st.Lookback < p.Lookback || s.st.Lookback > p.MaxLookback {
 		s.st.Lookback = p.Lookback
+		s.st.LookbackSince = now
+	}
+	if s.st.LookbackSince.IsZero() {
+		s.st.LookbackSince = s.st.Started
 	}
 	s.st.Pending = append([]Chunk(nil), st.Pending...)
 	for i := range s.st.Pending {
@@ -296,6 +303,9 @@ func (s *Schedule) Started() time.Time { return s.st.Started }
 // Lookback is the current lookback (it may have been widened).
 func (s *Schedule) Lookback() time.Duration { return s.st.Lookback }
 
+// LookbackSince is when the current lookback took effect.
+func (s *Schedule) LookbackSince() time.Time { return s.st.LookbackSince }
+
 // Forgotten is the time before which ids may have been dropped.
 func (s *Schedule) Forgotten() time.Time { return s.st.Forgotten }
 
@@ -334,7 +344,7 @@ func (s *Schedule) fitLevels(fresh time.Time) {
 // Plan adds the chunks that are due at now and reports whether it added any.
 func (s *Schedule) Plan(now time.Time) bool {
 	if s.st.Started.IsZero() {
-		s.st.Started = now
+		s.st.Started, s.st.LookbackSince = now, now
 		s.fitLevels(now)
 		start := now.Add(-s.p.InitialLookback)
 		s.add(Chunk{From: start, To: now, Class: Live, Planned: now})
@@ -556,6 +566,24 @@ func (s *Schedule) Split(id uint64) bool {
 	return true
 }
 
+// LiveCovers reports whether live work has yet to read time t: a pending
+// live chunk, or the next run of a level, whose range reaches back to
+// r-D. An event found by a sweep at such a time would have been found by
+// live queries too, so it is no sign that lookback is too short.
+func (s *Schedule) LiveCovers(t time.Time) bool {
+	for _, l := range s.st.Levels {
+		if !t.Before(l.Run.Add(-l.Reach)) {
+			return true
+		}
+	}
+	for _, c := range s.st.Pending {
+		if c.Class == Live && !t.Before(c.From) && !t.After(c.To) {
+			return true
+		}
+	}
+	return false
+}
+
 // Drop removes chunk id as done without reading the rest of it.
 func (s *Schedule) Drop(id uint64) {
 	if i := s.find(id); i >= 0 {
@@ -613,9 +641,25 @@ func (s *Schedule) Widen(now time.Time) (time.Duration, bool) {
 	if nl > s.p.MaxLookback {
 		nl = s.p.MaxLookback
 	}
-	s.st.Lookback = nl
+	s.st.Lookback, s.st.LookbackSince = nl, now
 	s.fitLevels(now)
 	return nl, true
+}
+
+// Freshest says how long the query of the newest live poll has waited:
+// zero once the newest poll's range has been read, however long a re-read
+// of older time takes.
+func (s *Schedule) Freshest(now time.Time) time.Duration {
+	if len(s.st.Levels) == 0 {
+		return 0
+	}
+	latest := s.st.Levels[0].Run
+	for _, c := range s.st.Pending {
+		if c.Class == Live && !c.OrigTo.Before(latest) {
+			return now.Sub(c.Planned)
+		}
+	}
+	return 0
 }
 
 // Backlog says how long the oldest pending chunk of each class has waited
