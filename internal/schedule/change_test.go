@@ -30,7 +30,9 @@ func TestConfigurationChangesBetweenRuns(t *testing.T) {
 		{name: "lookback 1h", edit: func(p *Params) { p.Lookback = time.Hour }, sweep: true},
 		{name: "lookback 10m", edit: func(p *Params) { p.Lookback = 10 * time.Minute }, sweep: true},
 		{name: "max_lookback 2h", edit: func(p *Params) { p.MaxLookback = 2 * time.Hour }, sweep: true},
-		{name: "reconcile added", edit: func(p *Params) { p.Reconcile = []time.Duration{2 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour} }, sweep: true},
+		{name: "reconcile added", edit: func(p *Params) {
+			p.Reconcile = []time.Duration{2 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}
+		}, sweep: true},
 		{name: "reconcile removed", edit: func(p *Params) { p.Reconcile = []time.Duration{2 * time.Hour} }, sweep: true},
 		{name: "reconcile changed", edit: func(p *Params) { p.Reconcile = []time.Duration{3 * time.Hour, 48 * time.Hour} }},
 		{name: "reconcile off", edit: func(p *Params) { p.Reconcile = nil }},
