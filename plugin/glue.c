@@ -1,3 +1,6 @@
+#define _GNU_SOURCE /* RTLD_DEFAULT */
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stddef.h>
 #include "glue.h"
 #include "_cgo_export.h"
@@ -69,4 +72,51 @@ int msgraph_log(void *api, void *ins, int level, const char *msg)
     }
     a->log_print(level, NULL, 0, "%s", msg);
     return 1;
+}
+
+uint64_t msgraph_thread(void)
+{
+    return (uint64_t) (uintptr_t) pthread_self();
+}
+
+/* int flb_input_log_append(struct flb_input_instance *ins, const char *tag,
+ * size_t tag_len, const void *buf, size_t buf_size), unchanged since
+ * Fluent Bit 2.1 (include/fluent-bit/flb_input_log.h). Fluent Bit exports
+ * its symbols dynamically, so it is found in the process. */
+typedef int (*msgraph_log_append_fn)(void *, const char *, size_t, const void *, size_t);
+
+static msgraph_log_append_fn log_append;
+static pthread_once_t log_append_once = PTHREAD_ONCE_INIT;
+
+static void find_log_append(void)
+{
+    log_append = (msgraph_log_append_fn) dlsym(RTLD_DEFAULT, "flb_input_log_append");
+}
+
+int msgraph_can_append(void)
+{
+    pthread_once(&log_append_once, find_log_append);
+    return log_append != NULL;
+}
+
+int msgraph_append(void *ins, const void *buf, size_t size)
+{
+    if (!msgraph_can_append() || ins == NULL) {
+        return -1;
+    }
+    return log_append(ins, NULL, 0, buf, size);
+}
+
+/* const char *flb_input_name(struct flb_input_instance *ins), unchanged
+ * since Fluent Bit 1.x (include/fluent-bit/flb_input.h). */
+typedef const char *(*msgraph_input_name_fn)(void *);
+
+const char *msgraph_input_name(void *ins)
+{
+    msgraph_input_name_fn fn;
+    if (ins == NULL) {
+        return NULL;
+    }
+    fn = (msgraph_input_name_fn) dlsym(RTLD_DEFAULT, "flb_input_name");
+    return fn ? fn(ins) : NULL;
 }

@@ -1,10 +1,12 @@
 // Command plugin is the in_msgraph shared object: the C entry points that
 // Fluent Bit's Go proxy looks up. Each one finds the instance for its
-// context, calls one method of internal/host, and maps the result to what
-// Fluent Bit expects. Build it with go build -buildmode=c-shared.
+// context (or its thread), calls one method of internal/host, and maps the
+// result to what Fluent Bit expects. Build it with go build
+// -buildmode=c-shared.
 package main
 
 /*
+#cgo LDFLAGS: -ldl
 #include <stdlib.h>
 #include "glue.h"
 */
@@ -13,6 +15,7 @@ import "C"
 import (
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/input"
@@ -28,6 +31,8 @@ type getter struct{ plugin unsafe.Pointer }
 
 func (g getter) Get(key string) string { return input.FLBPluginConfigKey(g.plugin, key) }
 
+func thread() host.Thread { return host.Thread(C.msgraph_thread()) }
+
 //export FLBPluginRegister
 func FLBPluginRegister(def unsafe.Pointer) int {
 	return input.FLBPluginRegister(def, "msgraph", "Microsoft Graph audit logs (Entra ID sign-ins)")
@@ -38,24 +43,45 @@ func FLBPluginUnregister(def unsafe.Pointer) {
 	input.FLBPluginUnregister(def)
 }
 
+var noAppend sync.Once
+
 //export FLBPluginInit
 func FLBPluginInit(plugin unsafe.Pointer) int {
 	perInstance := C.msgraph_has_ctx_callbacks(plugin) != 0
-	log := sink(C.msgraph_api(plugin), C.msgraph_instance(plugin))
-	handle, err := plugins.InitSink(getter{plugin}, perInstance, log)
+	ins := C.msgraph_instance(plugin)
+	log := sink(C.msgraph_api(plugin), ins)
+	caller := host.Caller{PerInstance: perInstance, Thread: thread(), Sink: log, Ref: ins}
+	if name := C.msgraph_input_name(ins); name != nil {
+		caller.Name = C.GoString(name)
+	}
+	handle, err := plugins.Init(getter{plugin}, caller)
 	if err != nil {
 		// One line that names the key, the value and what is allowed;
 		// Fluent Bit then stops with "failed to initialize".
-		line := "[input:msgraph] " + err.Error()
-		if log == nil || !log(logging.Error, line) {
-			fmt.Fprintf(os.Stderr, "[error] %s\n", line)
-		}
+		logLine(log, logging.Error, "[input:msgraph] "+err.Error())
 		return input.FLB_ERROR
 	}
 	if perInstance {
 		C.msgraph_set_remote_context(plugin, C.uintptr_t(handle))
 	}
+	if C.msgraph_can_append() == 0 {
+		noAppend.Do(func() {
+			logLine(log, logging.Warn, "[input:msgraph] this Fluent Bit does not export flb_input_log_append: the plugin cannot tell whether Fluent Bit accepted a batch, and commits each one Fluent Bit tried to queue")
+		})
+	}
 	return input.FLB_OK
+}
+
+// logLine logs through Fluent Bit's logger, or on stderr without one.
+func logLine(log logging.Sink, level logging.Level, line string) {
+	if log != nil && log(level, line) {
+		return
+	}
+	name := "error"
+	if level != logging.Error {
+		name = "warn"
+	}
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", name, line)
 }
 
 // sink logs through Fluent Bit's logger of the instance (api and ins are
@@ -72,52 +98,64 @@ func sink(api, ins unsafe.Pointer) logging.Sink {
 	}
 }
 
-// deliver hands a batch to Fluent Bit in C memory, which the cleanup
-// callback frees. An empty batch leaves size 0: nothing is ingested and
-// no cleanup follows.
-func deliver(batch []byte, data *unsafe.Pointer, size *C.size_t) int {
+// collect hands the instance's next batch to Fluent Bit. Where Fluent Bit
+// exports flb_input_log_append the plugin appends the batch itself, as the
+// proxy would, and learns whether Fluent Bit accepted it (the proxy
+// ignores that): a refused batch is not committed and is offered again.
+// It then reports size 0, so the proxy appends nothing and calls no
+// cleanup. Otherwise the batch goes back in C memory; the proxy appends it
+// and its cleanup callback commits it.
+func collect(handle host.Handle, data *unsafe.Pointer, size *C.size_t) int {
 	*data = nil
 	*size = 0
-	if len(batch) > 0 {
-		*data = C.CBytes(batch)
-		*size = C.size_t(len(batch))
+	batch, ins := plugins.Collect(handle)
+	if len(batch) == 0 {
+		return input.FLB_OK
 	}
+	if ins != nil && C.msgraph_can_append() != 0 {
+		// Fluent Bit copies the records before it returns.
+		ret := C.msgraph_append(ins, unsafe.Pointer(&batch[0]), C.size_t(len(batch)))
+		plugins.Handed(handle, ret == 0)
+		return input.FLB_OK
+	}
+	*data = C.CBytes(batch)
+	*size = C.size_t(len(batch))
 	return input.FLB_OK
 }
 
 //export FLBPluginInputCallbackCtx
 func FLBPluginInputCallbackCtx(ctx unsafe.Pointer, data *unsafe.Pointer, size *C.size_t) int {
-	return deliver(plugins.Collect(host.Handle(uintptr(ctx))), data, size)
+	return collect(host.Handle(uintptr(ctx)), data, size)
 }
 
 //export FLBPluginInputCallback
 func FLBPluginInputCallback(data *unsafe.Pointer, size *C.size_t) int {
-	return deliver(plugins.Collect(0), data, size)
+	return collect(0, data, size)
 }
 
 //export FLBPluginInputCleanupCallbackCtx
 func FLBPluginInputCleanupCallbackCtx(ctx, data unsafe.Pointer) int {
 	C.free(data)
-	plugins.Committed(host.Handle(uintptr(ctx)))
+	plugins.Handed(host.Handle(uintptr(ctx)), true)
 	return input.FLB_OK
 }
 
 //export FLBPluginInputCleanupCallback
 func FLBPluginInputCleanupCallback(data unsafe.Pointer) int {
 	C.free(data)
-	plugins.Committed(0)
+	plugins.Handed(0, true)
 	return input.FLB_OK
 }
 
 //export FLBPluginInputPause
-func FLBPluginInputPause() { plugins.Pause() }
+func FLBPluginInputPause() { plugins.Pause(thread()) }
 
 //export FLBPluginInputResume
-func FLBPluginInputResume() { plugins.Resume() }
+func FLBPluginInputResume() { plugins.Resume(thread()) }
 
 //export FLBPluginExit
 func FLBPluginExit() int {
-	if err := plugins.StopAll(); err != nil {
+	if _, err := plugins.Exit(thread()); err != nil {
 		fmt.Fprintf(os.Stderr, "[error] [input:msgraph] %v\n", err)
 	}
 	return input.FLB_OK
