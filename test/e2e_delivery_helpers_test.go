@@ -30,9 +30,12 @@ import (
 // the chunk), and that can be stopped and started again on the same port,
 // as a SIEM forwarder that goes down for a while.
 //
-// It remembers which payload each record came in, so that a chunk Fluent
-// Bit sent again (its retry after an acknowledgement it did not read) is
-// told apart from an event the plugin delivered twice.
+// It remembers which payload each record came in and from which Fluent
+// Bit (the epoch the test set when it started that process), so that a
+// chunk one Fluent Bit sent again (its retry after an acknowledgement it
+// did not read) is told apart from an event the plugin delivered twice.
+// With memory buffering only the same process can send a chunk again; an
+// identical payload from another process is the plugin's duplicate.
 type ackReceiver struct {
 	addr string
 
@@ -41,24 +44,30 @@ type ackReceiver struct {
 	conns   map[net.Conn]bool
 	up      bool
 	got     []arrival
-	copies  map[[32]byte]int // times each payload arrived
+	epoch   int
+	copies  map[payload]int // times each payload arrived
 	acks    int
 	refused int // messages read while stopping, neither stored nor acknowledged
 	errs    []error
 	wg      sync.WaitGroup
 }
 
+type payload struct {
+	epoch int
+	sum   [32]byte
+}
+
 // arrival is one record as it reached the receiver.
 type arrival struct {
 	records.Event
 	// copy is 0 for a record of a payload's first arrival, n for the nth
-	// time Fluent Bit sent the same payload again.
+	// time the same Fluent Bit sent the same payload again.
 	copy int
 }
 
 func startAckReceiver(t *testing.T) *ackReceiver {
 	t.Helper()
-	r := &ackReceiver{conns: map[net.Conn]bool{}, copies: map[[32]byte]int{}}
+	r := &ackReceiver{conns: map[net.Conn]bool{}, copies: map[payload]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -94,11 +103,12 @@ func (r *ackReceiver) serveOn(ln net.Listener) {
 				return
 			}
 			r.conns[c] = true
+			epoch := r.epoch
 			r.wg.Add(1)
 			r.mu.Unlock()
 			go func() {
 				defer r.wg.Done()
-				r.serve(c)
+				r.serve(c, epoch)
 			}()
 		}
 	}()
@@ -144,7 +154,15 @@ func (r *ackReceiver) fail(err error) {
 	r.mu.Unlock()
 }
 
-func (r *ackReceiver) serve(c net.Conn) {
+// setEpoch marks the connections accepted from now on as another Fluent
+// Bit's.
+func (r *ackReceiver) setEpoch(n int) {
+	r.mu.Lock()
+	r.epoch = n
+	r.mu.Unlock()
+}
+
+func (r *ackReceiver) serve(c net.Conn, epoch int) {
 	defer func() {
 		r.mu.Lock()
 		delete(r.conns, c)
@@ -173,9 +191,9 @@ func (r *ackReceiver) serve(c net.Conn) {
 			r.mu.Unlock()
 			return
 		}
-		sum := sha256.Sum256(entries)
-		n := r.copies[sum]
-		r.copies[sum] = n + 1
+		k := payload{epoch, sha256.Sum256(entries)}
+		n := r.copies[k]
+		r.copies[k] = n + 1
 		for _, e := range evs {
 			r.got = append(r.got, arrival{Event: e, copy: n})
 		}
@@ -294,7 +312,7 @@ type tally struct {
 	due       int // of which visible long enough to be owed
 	delivered int // due or not, received at least once
 	dups      int // extra copies of an event that came in distinct payloads: the plugin's
-	resent    int // extra copies that came in a payload Fluent Bit had sent already
+	resent    int // extra copies that came in a payload the same Fluent Bit had sent already
 	missed    int // due events never received
 	pending   int // events not yet due and not received
 	health    map[string]int
@@ -362,6 +380,47 @@ func check(t *testing.T, want []graphsim.Event, got []arrival, dueBy time.Time) 
 		}
 	}
 	return c
+}
+
+// healthTimeline says when the health records were emitted, relative to
+// began: each code and status with its count and first and last time.
+func healthTimeline(got []arrival, began time.Time) string {
+	type span struct {
+		n           int
+		first, last time.Duration
+	}
+	spans := map[string]*span{}
+	var order []string
+	for _, a := range got {
+		code, ok := a.Fields["msgraph_warning"].(string)
+		if !ok {
+			continue
+		}
+		st, _ := a.Fields["status"].(string)
+		k := code + "/" + st
+		at := a.Time.Sub(began).Round(time.Second)
+		sp := spans[k]
+		if sp == nil {
+			sp = &span{first: at}
+			spans[k] = sp
+			order = append(order, k)
+		}
+		sp.n++
+		sp.last = at
+	}
+	var b strings.Builder
+	for _, k := range order {
+		sp := spans[k]
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		if sp.n == 1 {
+			fmt.Fprintf(&b, "%s at %s", k, sp.first)
+		} else {
+			fmt.Fprintf(&b, "%s ×%d from %s to %s", k, sp.n, sp.first, sp.last)
+		}
+	}
+	return b.String()
 }
 
 // stopTERM sends SIGTERM, as Kubernetes or systemd do, and waits for a

@@ -163,10 +163,10 @@ pipeline:
 	handed := int(plug["msgraph_events_total"])
 	t.Logf("the plugin handed Fluent Bit %d events (and dropped %.0f duplicates); %d distinct events arrived",
 		handed, plug["msgraph_duplicates_total"], c.delivered)
-	t.Logf("Fluent Bit: input records %.0f, output records %.0f, retries %.0f, failed retries %.0f, dropped records %.0f, ring buffer retries %.0f and failures %.0f",
+	t.Logf("Fluent Bit: input records %.0f, output records %.0f, retries %.0f, failed retries %.0f, dropped records %.0f, ring buffer retries %.0f and failures %.0f, memrb chunks dropped %.0f",
 		flb["fluentbit_input_records_total"], flb["fluentbit_output_proc_records_total"], flb["fluentbit_output_retries_total"],
 		flb["fluentbit_output_retries_failed_total"], flb["fluentbit_output_dropped_records_total"],
-		flb["fluentbit_input_ring_buffer_retries_total"], flb["fluentbit_input_ring_buffer_retry_failures_total"])
+		flb["fluentbit_input_ring_buffer_retries_total"], flb["fluentbit_input_ring_buffer_retry_failures_total"], flb["fluentbit_input_memrb_dropped_chunks"])
 	lines := map[string]int{}
 	for _, s := range []string{"paused (mem buf overlimit", "resume (mem buf overlimit", "paused (storage buf overlimit",
 		"could not enqueue records into the ring buffer", "failed to flush chunk", "succeeded at retry", "cannot be retried", "no upstream connections available"} {

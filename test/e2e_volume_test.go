@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,7 @@ pipeline:
 
 	// Second Fluent Bit on the same db, until every event is in (or the
 	// time is up).
+	recv.setEpoch(1)
 	fb = startFluentBit(t, bin, "-c", conf)
 	sc = startScraper(metricsURL, time.Second)
 	second := fb
@@ -179,7 +181,7 @@ pipeline:
 	// plus the lookback and two polls, whatever its lateness.
 	c := check(t, sim.Events(), got, time.Now().Add(-(2*time.Minute + time.Minute + 40*time.Second)))
 	st := sim.Stats()
-	t.Logf("%s; health records %v", c, c.health)
+	t.Logf("%s; health records: %s", c, healthTimeline(got, began))
 	t.Logf("Graph: %d sign-in requests, %d answered 429 (%d by the throttle), %d pages, %d tokens",
 		st.ByPath["/v1.0/auditLogs/signIns"], st.ByStatus[429], st.Throttled, st.Pages, st.Tokens)
 	for i, m := range runs {
@@ -198,10 +200,16 @@ pipeline:
 	}
 	all := logs.String()
 	t.Logf("Fluent Bit's warnings and errors: %v", logSummary(all))
+	// The plugin's own count: the ids the first Fluent Bit committed (as
+	// the second one loads them, none expired yet as the backlog query
+	// still reaches back) and the events the second one delivered.
 	if m := stateLoaded.FindStringSubmatch(second.out.String()); m == nil || m[1] == "0" {
 		t.Errorf("the second Fluent Bit did not resume from the db")
 	} else {
-		t.Logf("the second Fluent Bit resumed with %s delivered ids and %s queries pending", m[1], m[2])
+		committed, _ := strconv.Atoi(m[1])
+		t.Logf("the second Fluent Bit resumed with %d delivered ids and %s queries pending", committed, m[2])
+		t.Logf("the plugin counts %d events delivered (%d committed before the restart, %.0f after); the receiver %d distinct and %d duplicates",
+			committed+int(runs[1]["msgraph_events_total"]), committed, runs[1]["msgraph_events_total"], c.delivered, c.dups)
 	}
 	checkLog(t, all, secret, "gsim.")
 	for _, a := range got {
