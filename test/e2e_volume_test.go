@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/in-msgraph/in_msgraph/internal/budget"
 	"github.com/in-msgraph/in_msgraph/internal/graphsim"
 )
 
@@ -29,11 +30,13 @@ const (
 	// Fluent Bit is stopped once volumeRestartAt backlog events have
 	// arrived, or after volumeRestartBy.
 	volumeRestartAt = volumeBacklog * 2 / 5
-	volumeRestartBy = 4 * time.Minute
-	// volumeLimit bounds the run: the plugin keeps to Graph's budget of 5
-	// requests per 10 s of its own, so the backlog alone takes
-	// volumeBacklog/volumePage requests, at least 400 s.
-	volumeLimit = 12 * time.Minute
+	volumeRestartBy = 2 * time.Minute
+	// volumeScale compresses Graph's throttle windows, in the simulator and
+	// in the plugin's pacing alike (budget.ScaleEnv): 5 requests per 2.5 s.
+	volumeScale = 0.25
+	// volumeLimit bounds the run: the backlog alone takes
+	// volumeBacklog/volumePage requests, at least 100 s at that pace.
+	volumeLimit = 6 * time.Minute
 )
 
 var stateLoaded = regexp.MustCompile(`state loaded from \S+: (\d+) delivered ids, (\d+) queries pending`)
@@ -45,16 +48,17 @@ var stateLoaded = regexp.MustCompile(`state loaded from \S+: (\d+) delivered ids
 // and a new one started on the same db. Every event must arrive exactly
 // once, field for field, with its createdDateTime as the record time.
 //
-// Graph's throttle is enforced at its documented window, not a shortened
-// one (graphsim.Options.ThrottleWindowScale): the plugin paces itself to 5
-// requests per 10 s of real time, so a shorter window in the simulator
-// would not shorten the run, only hide the 429s a restart can meet.
+// Graph's throttle is enforced with its documented counts in windows a
+// quarter as long, and the plugin's pacing is compressed alike
+// (budget.ScaleEnv), so the run takes minutes, not a quarter of an hour,
+// while every request still meets a throttle it must respect.
 func TestEndToEndVolumeBacklogAndRestart(t *testing.T) {
 	bin := fluentBit(t)
 	so := plugin(t)
 	const secret = "volume~Secret.Value-7"
 	began := time.Now()
-	sim := graphsim.Start(t, graphsim.Options{Seed: 31, Throttle: true, ClientSecret: secret})
+	sim := graphsim.Start(t, graphsim.Options{Seed: 31, Throttle: true, ThrottleWindowScale: volumeScale, ClientSecret: secret})
+	scaleEnv := []string{fmt.Sprintf("%s=%g", budget.ScaleEnv, volumeScale)}
 	rng := rand.New(rand.NewPCG(31, 32))
 	late := graphsim.RealisticLateness(volumeLate)
 	now := time.Now()
@@ -135,7 +139,7 @@ pipeline:
 	}
 
 	// First Fluent Bit, until part of the backlog is through.
-	fb := startFluentBit(t, bin, "-c", conf)
+	fb := startFluentBitEnv(t, bin, scaleEnv, "-c", conf)
 	sc := startScraper(metricsURL, time.Second)
 	for backlogIn() < volumeRestartAt && time.Since(began) < volumeRestartBy {
 		fb.run(t, time.Second)
@@ -149,7 +153,7 @@ pipeline:
 	// Second Fluent Bit on the same db, until every event is in (or the
 	// time is up).
 	recv.setEpoch(1)
-	fb = startFluentBit(t, bin, "-c", conf)
+	fb = startFluentBitEnv(t, bin, scaleEnv, "-c", conf)
 	sc = startScraper(metricsURL, time.Second)
 	second := fb
 	<-genDone

@@ -162,7 +162,7 @@ func BenchmarkPacing(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			in, err := New(cfg, Options{Now: clk.Now, Rand: rand.New(rand.NewSource(seed)), Logger: logging.New("bench", logging.Error), Budget: budget.New(budget.Requests, budget.Window)})
+			in, err := New(cfg, Options{Now: clk.Now, Rand: rand.New(rand.NewSource(seed)), Logger: logging.New("bench", logging.Error), Budget: budget.New(budget.Requests, budget.Paced(budget.Window))})
 			if err != nil {
 				b.Fatal(err)
 			}

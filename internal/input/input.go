@@ -99,6 +99,7 @@ type Instance struct {
 
 	newest     time.Time // newest event time Graph has returned
 	lastPoll   time.Time // last page read successfully
+	began      time.Time // when this instance was created
 	late       lateAgg
 	lateness   Histogram
 	lastReport time.Time
@@ -224,6 +225,7 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		health:   health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
 		dec:      records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
 		inPage:   map[records.Key]struct{}{},
+		began:    o.Now(),
 		followed: map[uint64]map[string]struct{}{},
 		top:      profile.Top(cfg.PageSize),
 
@@ -429,9 +431,10 @@ func (in *Instance) readPage(now time.Time) {
 			res.OutOfOrder = true
 		}
 	}
-	// Sweeps read old time on purpose: only live pages say how fresh
-	// Graph's data is.
-	if chunk.Class == schedule.Live && res.Newest.After(in.newest) {
+	// Sweeps, and queries planned before this start (a backlog resumed
+	// after a restart), read old time on purpose: only a live query of
+	// this run says how fresh Graph's data is.
+	if chunk.Class == schedule.Live && !chunk.Planned.Before(in.began) && res.Newest.After(in.newest) {
 		in.newest = res.Newest
 	}
 	if in.page.Invalid > 0 {

@@ -163,7 +163,7 @@ func runVolume(t *testing.T, v volumeRun) volumeResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bud := budget.New(budget.Requests, budget.Window)
+	bud := budget.New(budget.Requests, budget.Paced(budget.Window))
 	transport := &slowPages{clk: clk, rng: rand2.New(rand2.NewPCG(v.Seed, 3)), next: http.DefaultTransport}
 	open := func() *Instance {
 		log := logging.New("volume", logging.Warn)
