@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
@@ -565,4 +566,27 @@ func checkLog(t *testing.T, log string, secrets ...string) {
 			t.Errorf("a secret appears in Fluent Bit's output")
 		}
 	}
+}
+
+// liveTraffic adds rate sign-ins a second, created now and visible after
+// late, until began+d; the channel closes when it stops.
+func liveTraffic(sim *graphsim.Server, rng *rand.Rand, rate float64, late graphsim.Lateness, began time.Time, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		last, owed := time.Now(), 0.0
+		for now := range tick.C {
+			owed += rate * now.Sub(last).Seconds()
+			n := int(owed)
+			owed -= float64(n)
+			sim.Add(graphsim.Generate(rng, last, now, n, late)...)
+			last = now
+			if now.Sub(began) >= d {
+				return
+			}
+		}
+	}()
+	return done
 }

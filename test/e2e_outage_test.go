@@ -100,24 +100,7 @@ pipeline:
 `, fbPort, service, so, graphsim.DefaultTenantID, graphsim.DefaultClientID, graphsim.DefaultClientSecret, sim.URL(), sim.URL(),
 		filepath.Join(dir, "state.db"), metricsAddr, input, recv.port()))
 
-	genDone := make(chan struct{})
-	go func() {
-		defer close(genDone)
-		rng := rand.New(rand.NewPCG(41, 43))
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		last, owed := time.Now(), 0.0
-		for now := range tick.C {
-			owed += outageRate * now.Sub(last).Seconds()
-			n := int(owed)
-			owed -= float64(n)
-			sim.Add(graphsim.Generate(rng, last, now, n, late)...)
-			last = now
-			if now.Sub(began) >= outageLive {
-				return
-			}
-		}
-	}()
+	genDone := liveTraffic(sim, rand.New(rand.NewPCG(41, 43)), outageRate, late, began, outageLive)
 
 	fb := startFluentBit(t, bin, "-c", conf)
 	fb.run(t, outageDown)

@@ -105,24 +105,7 @@ pipeline:
 
 	// Live traffic while Fluent Bit runs: sign-ins created now, each
 	// surfacing after Graph's kind of delay.
-	genDone := make(chan struct{})
-	go func() {
-		defer close(genDone)
-		rng := rand.New(rand.NewPCG(31, 33))
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		last, owed := time.Now(), 0.0
-		for now := range tick.C {
-			owed += volumeRate * now.Sub(last).Seconds()
-			n := int(owed)
-			owed -= float64(n)
-			sim.Add(graphsim.Generate(rng, last, now, n, late)...)
-			last = now
-			if now.Sub(began) >= volumeLive {
-				return
-			}
-		}
-	}()
+	genDone := liveTraffic(sim, rand.New(rand.NewPCG(31, 33)), volumeRate, late, began, volumeLive)
 
 	metricsURL := "http://" + metricsAddr + "/metrics"
 	var logs strings.Builder
