@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,8 +14,11 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/records"
 )
 
-// cHost compiles test/cabi/host.c once per test.
-func cHost(t *testing.T) string {
+// cHost compiles test/cabi/host.c once per test. With exports, the host
+// exports its flb_input_log_append and flb_input_name, as Fluent Bit does,
+// and the plugin appends its batches itself; without, the host appends
+// what the collect callback returns, as Fluent Bit's Go proxy does.
+func cHost(t *testing.T, exports bool) string {
 	t.Helper()
 	cc := os.Getenv("CC")
 	if cc == "" {
@@ -23,7 +28,12 @@ func cHost(t *testing.T) string {
 		t.Fatalf("the C-ABI test needs a C compiler (%s): %v", cc, err)
 	}
 	bin := filepath.Join(t.TempDir(), "host")
-	out, err := exec.Command(cc, "-Wall", "-Wextra", "-Werror", "-o", bin, filepath.Join(repoRoot(), "test", "cabi", "host.c"), "-ldl").CombinedOutput()
+	args := []string{"-Wall", "-Wextra", "-Werror", "-o", bin}
+	if exports {
+		args = append(args, "-rdynamic")
+	}
+	args = append(args, filepath.Join(repoRoot(), "test", "cabi", "host.c"), "-ldl", "-lpthread")
+	out, err := exec.Command(cc, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("compiling the C host: %v\n%s", err, out)
 	}
@@ -38,9 +48,30 @@ func instanceArgs(sim *graphsim.Server, db string, extra ...string) []string {
 	}, extra...)
 }
 
+// setArgs replaces the key=value pairs of args whose keys kv names.
+func setArgs(args []string, kv ...string) []string {
+	out := slices.Clone(args)
+	for _, p := range kv {
+		key, _, _ := strings.Cut(p, "=")
+		i := slices.IndexFunc(out, func(a string) bool { return strings.HasPrefix(a, key+"=") })
+		if i < 0 {
+			out = append(out, p)
+		} else {
+			out[i] = p
+		}
+	}
+	return out
+}
+
 func runHost(t *testing.T, env []string, args ...string) (map[uint32][]records.Event, string) {
 	t.Helper()
-	cmd := exec.Command(cHost(t), append([]string{plugin(t), "8"}, args...)...)
+	return runHostFor(t, cHost(t, false), 8, env, args...)
+}
+
+// runHostFor runs the C host bin for seconds.
+func runHostFor(t *testing.T, bin string, seconds int, env []string, args ...string) (map[uint32][]records.Event, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{plugin(t), strconv.Itoa(seconds)}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -111,6 +142,9 @@ func TestCABI(t *testing.T) {
 		"after exit size=0",
 		"done",
 	)
+	if strings.Contains(log, "appended ") {
+		t.Error("the plugin appended batches itself to a Fluent Bit that exports no flb_input_log_append")
+	}
 	// Each instance keeps its own de-dup state: both deliver every event
 	// once, the second in pages of 200.
 	checkDelivered(t, sim, batches[0])
@@ -141,4 +175,70 @@ func TestCABILegacyFluentBit(t *testing.T) {
 		"done",
 	)
 	checkDelivered(t, sim, batches[0])
+}
+
+// TestCABIThreads runs three inputs as Fluent Bit 4.1+ does, each on a
+// thread of its own, with a Fluent Bit that exports flb_input_log_append
+// and refuses every fourth batch (a full ring buffer). Input 0 is paused
+// while 1 delivers, then 1 is paused twice and 0 resumed: a paused input
+// delivers nothing. The inputs are stopped (each exit on its thread,
+// latest first, while the others keep collecting) in the middle of their
+// backlog and started again on the same state files: each delivers every
+// event exactly once over both runs, refused batches included.
+func TestCABIThreads(t *testing.T) {
+	// One tenant (by three names) per input, so that each has its own
+	// share of Graph's budget.
+	tenants := []string{graphsim.DefaultTenantID, "contoso.onmicrosoft.com", "fabrikam.onmicrosoft.com"}
+	sim := liveSim(t, graphsim.Options{Seed: 13, TenantAliases: tenants[1:]}, 100, 5*60e9)
+	dir := t.TempDir()
+	var args []string
+	for i, db := range []string{"a.db", "b.db", "c.db"} {
+		if i > 0 {
+			args = append(args, "--")
+		}
+		extra := []string{"page_size=10"}
+		if i == 1 {
+			extra = append(extra, "alias=eu-signins")
+		}
+		in := setArgs(instanceArgs(sim, filepath.Join(dir, db), extra...),
+			"tenant_id="+tenants[i], "poll_interval=5s", "lookback=12s", "reconcile=40s")
+		args = append(args, in...)
+	}
+	bin := cHost(t, true)
+	env := []string{"THREADS=1", "REFUSE=4"}
+	first, log1 := runHostFor(t, bin, 4, env, args...)
+	wantLines(t, log1,
+		"init 0 ret=1 remote_context=set",
+		"init 2 ret=1 remote_context=set",
+		"paused batches inst0=0 inst1=0",
+		// Fluent Bit's name for the instance, its alias here.
+		"flb-log level=3 [input:msgraph:eu-signins] configuration: source=signins",
+		"exit 2 ret=1", "exit 1 ret=1", "exit 0 ret=1",
+		"done",
+	)
+	for i := range 3 {
+		if len(first[uint32(i)]) == 0 || len(first[uint32(i)]) >= 100 {
+			t.Fatalf("input %d delivered %d records in the first run: the stop must come mid-backlog", i, len(first[uint32(i)]))
+		}
+	}
+	second, log2 := runHostFor(t, bin, 30, env, args...)
+	for i := range 3 {
+		all := append(first[uint32(i)], second[uint32(i)]...)
+		checkDelivered(t, sim, all)
+		refused := false
+		for _, e := range all {
+			if e.Fields["msgraph_warning"] == "ingest_refused" {
+				refused = true
+			}
+		}
+		if !refused {
+			t.Errorf("input %d reported no ingest_refused", i)
+		}
+	}
+	if !strings.Contains(log1+log2, "refused=") || strings.Contains(log1+log2, "refused=0\n") {
+		t.Error("the host refused no batch")
+	}
+	if t.Failed() {
+		t.Log(log1, log2)
+	}
 }
