@@ -125,6 +125,7 @@ type store interface {
 type request struct {
 	chunk  uint64
 	linked bool
+	top    int // the $top it asked for
 }
 
 type commit struct {
@@ -379,7 +380,7 @@ func (in *Instance) readPage(now time.Time) {
 	if link == "" {
 		link = in.profile.URL(in.cfg.GraphHost, chunk.From, chunk.To, in.top)
 	}
-	in.req = request{chunk: chunk.ID, linked: chunk.Link != ""}
+	in.req = request{chunk: chunk.ID, linked: chunk.Link != "", top: in.top}
 	if !in.budget.TryTake(now, in) {
 		return
 	}
@@ -406,6 +407,9 @@ func (in *Instance) readPage(now time.Time) {
 			in.linkRefused(now, chunk, err)
 			return
 		}
+		// A chunk whose page keeps failing must not hold up the others;
+		// it keeps its link, and is pinned again by its next page.
+		in.sched.Unpin(chunk.ID)
 		in.onError(now, err)
 		return
 	}
@@ -448,7 +452,7 @@ func (in *Instance) readPage(now time.Time) {
 	in.pending = &commit{chunk: chunk.ID, result: res, when: now, class: chunk.Class}
 	// A full page without a nextLink, from a service that answers that way
 	// instead of paging: the range may hold more than a page.
-	in.pending.split = in.profile.NoNextLink && in.page.NextLink == "" && len(in.page.Records)+in.page.Invalid >= in.top
+	in.pending.split = in.profile.NoNextLink && in.page.NextLink == "" && len(in.page.Records)+in.page.Invalid >= in.req.top
 }
 
 // countRequest records the request's outcome and the token requests it
@@ -567,7 +571,9 @@ func (in *Instance) Commit() {
 	}
 	var expired []records.Key
 	h := in.sched.Horizon(now)
-	in.seen.Expire(h.UnixNano(), func(k records.Key) { expired = append(expired, k) })
+	// Queries never reach behind h, but their bounds widen to whole
+	// seconds, one more with strict operators: ids are kept 2 s longer.
+	in.seen.Expire(h.Add(-2*time.Second).UnixNano(), func(k records.Key) { expired = append(expired, k) })
 	in.sched.Forget(h)
 	in.Stats.Commits++
 	in.save(now, c.add, expired)

@@ -135,3 +135,40 @@ func changeEvents(r *rand.Rand, from, to time.Time) []modelEvent {
 	slices.SortFunc(out, func(a, b modelEvent) int { return a.t.Compare(b.t) })
 	return out
 }
+
+// TestDamagedStatesAreRefusedOrRepaired: a state file that a bug or a
+// damaged disk wrote is refused (the file is then moved aside) or
+// repaired on Restore, never resumed into a query that cannot finish.
+func TestDamagedStatesAreRefusedOrRepaired(t *testing.T) {
+	const level = `"levels":[{"period":60000000000,"reach":60000000000,"run":"2026-03-02T07:59:00Z"}]`
+	refused := map[string]string{
+		"a level that never ran":  `{"lookback":1800000000000,"started":"2026-03-01T00:00:00Z","levels":[{"period":60000000000,"reach":60000000000,"run":"0001-01-01T00:00:00Z"}],"pending":[],"next_id":1}`,
+		"a query from year 1":     `{"lookback":1800000000000,"started":"2026-03-01T00:00:00Z",` + level + `,"pending":[{"id":1,"from":"0001-01-01T00:00:00Z","to":"2026-03-02T07:00:00Z","class":0,"orig_to":"2026-03-02T07:00:00Z"}],"next_id":1}`,
+		"a sweep that never ran":  `{"lookback":1800000000000,"started":"2026-03-01T00:00:00Z",` + level + `,"sweeps":[{"delay":7200000000000,"cursor":"0001-01-01T00:00:00Z"}],"pending":[],"next_id":1}`,
+		"a lookback of 292 years": `{"lookback":9223372036854775807,"started":"2026-03-01T00:00:00Z","level_runs":["2026-03-02T07:59:00Z"],"pending":[],"next_id":1}`,
+	}
+	for name, raw := range refused {
+		if _, err := DecodeState([]byte(raw)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// Repeated ids are numbered afresh, so a page of one chunk cannot
+	// finish another.
+	raw := `{"lookback":1800000000000,"started":"2026-03-01T00:00:00Z",` + level + `,"pending":[` +
+		`{"id":1,"from":"2026-03-02T04:00:00Z","to":"2026-03-02T05:00:00Z","class":1,"orig_to":"2026-03-02T05:00:00Z"},` +
+		`{"id":1,"from":"2026-03-02T06:00:00Z","to":"2026-03-02T07:00:00Z","class":1,"orig_to":"2026-03-02T07:00:00Z"}],"next_id":0}`
+	st, err := DecodeState([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	s := Restore(defaults(), st, now)
+	s.Plan(now)
+	ids := map[uint64]bool{}
+	for _, c := range s.Pending() {
+		if ids[c.ID] {
+			t.Fatalf("id %d repeated after Restore: %+v", c.ID, s.Pending())
+		}
+		ids[c.ID] = true
+	}
+}

@@ -49,8 +49,13 @@
 //	⌈N/top⌉ + x·(1+⌈S/top⌉) + f requests, where x is the number of links
 //	that failed, S the most events in one second and f the failed requests.
 //
-// A chunk whose pages break Graph's order is not shrunk (its chain is read
-// to the end); if its chain fails, it is split in halves, which shrinks it.
+// The bound assumes that Graph keeps a link at least from one page of a
+// pinned chain to the next (requested right after it); a link that
+// expires sooner than that makes such a chain start again each time. A
+// request that fails unpins its chunk (it keeps its link), so a page that
+// keeps failing cannot hold up other work. A chunk whose pages break
+// Graph's order is not shrunk (its chain is read to the end); if its chain
+// fails, it is split in halves, which shrinks it.
 //
 // Configuration changes. Levels are kept with their period and reach, and
 // sweeps with their delay, so a run with another poll_interval, lookback or
@@ -132,6 +137,9 @@ type Sweep struct {
 // State is everything the schedule persists.
 type State struct {
 	Lookback time.Duration `json:"lookback"`
+	// Configured is the lookback the configuration asked for; another
+	// one in a later run replaces a widened Lookback.
+	Configured time.Duration `json:"configured_lookback,omitempty"`
 	// LookbackSince is when Lookback took effect: only events after it
 	// show whether it is long enough.
 	LookbackSince time.Time  `json:"lookback_since,omitzero"`
@@ -172,8 +180,8 @@ func DecodeState(raw []byte) (State, error) {
 		times = append(times, w.Cursor)
 	}
 	switch {
-	case st.Lookback < 0:
-		return State{}, fmt.Errorf("schedule has a negative lookback")
+	case st.Lookback < 0 || st.Lookback > maxLookback || st.Configured < 0 || st.Configured > maxLookback:
+		return State{}, fmt.Errorf("schedule has a lookback out of range")
 	case len(st.Levels)+len(st.LegacyRuns) > 64 || len(st.Sweeps)+len(st.LegacyCursors) > 64:
 		return State{}, fmt.Errorf("schedule has too many levels")
 	}
@@ -184,15 +192,34 @@ func DecodeState(raw []byte) (State, error) {
 	}
 	for _, c := range st.Pending {
 		if !ok(c.From) || !ok(c.To) || !ok(c.Planned) || !ok(c.OrigTo) || !ok(c.Oldest) || !ok(c.Resumed) ||
-			c.To.Before(c.From) || (c.Class != Live && c.Class != Reconcile) || c.Returned < 0 || c.Requests < 0 {
+			c.From.IsZero() || c.To.Before(c.From) || c.OrigTo.Before(c.To) || (c.Class != Live && c.Class != Reconcile) || c.Returned < 0 || c.Requests < 0 {
 			return State{}, fmt.Errorf("schedule has a damaged pending query")
 		}
 	}
-	if !st.Started.IsZero() && len(st.Levels) == 0 && len(st.LegacyRuns) == 0 {
-		return State{}, fmt.Errorf("schedule has started but has no levels")
+	if !st.Started.IsZero() {
+		if len(st.Levels) == 0 && len(st.LegacyRuns) == 0 {
+			return State{}, fmt.Errorf("schedule has started but has no levels")
+		}
+		zero := false
+		for _, l := range st.Levels {
+			zero = zero || l.Run.IsZero()
+		}
+		for _, w := range st.Sweeps {
+			zero = zero || w.Cursor.IsZero()
+		}
+		for _, t := range append(append([]time.Time(nil), st.LegacyRuns...), st.LegacyCursors...) {
+			zero = zero || t.IsZero()
+		}
+		if zero {
+			return State{}, fmt.Errorf("schedule has a level or sweep that never ran")
+		}
 	}
 	return st, nil
 }
+
+// maxLookback bounds every lookback a state may hold (the configuration
+// allows far less): levels double up to it.
+const maxLookback = 400 * 24 * time.Hour
 
 // Params are the settings the schedule follows.
 type Params struct {
@@ -211,7 +238,7 @@ type Schedule struct {
 
 // New returns a schedule that starts afresh.
 func New(p Params) *Schedule {
-	return &Schedule{p: p, st: State{Lookback: p.Lookback}}
+	return &Schedule{p: p, st: State{Lookback: p.Lookback, Configured: p.Lookback}}
 }
 
 // Restore returns a schedule that continues from a persisted state, made
@@ -220,17 +247,38 @@ func New(p Params) *Schedule {
 // position.
 func Restore(p Params, st State, now time.Time) *Schedule {
 	s := &Schedule{p: p, st: st}
-	if s.st.Lookback < p.Lookback || s.st.Lookback > p.MaxLookback {
+	changed := s.st.Configured != 0 && s.st.Configured != p.Lookback
+	if changed || s.st.Lookback < p.Lookback || s.st.Lookback > p.MaxLookback {
 		s.st.Lookback = p.Lookback
 		s.st.LookbackSince = now
 	}
+	s.st.Configured = p.Lookback
 	if s.st.LookbackSince.IsZero() {
 		s.st.LookbackSince = s.st.Started
 	}
+	// An unordered chunk goes back to its planned bound. Ids that repeat,
+	// or that next_id does not exceed (a damaged file), are given afresh.
 	s.st.Pending = append([]Chunk(nil), st.Pending...)
+	ids := map[uint64]bool{}
 	for i := range s.st.Pending {
 		c := &s.st.Pending[i]
 		c.Link, c.Oldest, c.Resumed, c.Pinned = "", time.Time{}, time.Time{}, false
+		if c.Unordered {
+			c.To = c.OrigTo
+		}
+		if ids[c.ID] || c.ID > s.st.NextID || c.ID == 0 {
+			ids = nil
+		}
+		if ids != nil {
+			ids[c.ID] = true
+		}
+	}
+	if ids == nil {
+		s.st.NextID = 0
+		for i := range s.st.Pending {
+			s.st.NextID++
+			s.st.Pending[i].ID = s.st.NextID
+		}
 	}
 	if s.st.Started.IsZero() {
 		return s
@@ -239,7 +287,7 @@ func Restore(p Params, st State, now time.Time) *Schedule {
 	if legacy {
 		// Periods were poll_interval·2^k: assume this poll_interval only
 		// if the count fits; otherwise every level is new.
-		old := levels(p.PollInterval, st.Lookback)
+		old := levels(p.PollInterval, s.st.Lookback)
 		for k, r := range st.LegacyRuns {
 			l := Level{}
 			if len(st.LegacyRuns) == len(old) {
@@ -318,7 +366,7 @@ func (s *Schedule) Levels() []Level { return levels(s.p.PollInterval, s.st.Lookb
 func levels(p, lookback time.Duration) []Level {
 	var out []Level
 	d := p
-	for ; d < lookback; d *= 2 {
+	for ; d < lookback && len(out) < 63; d *= 2 {
 		out = append(out, Level{d, d})
 	}
 	// The top level reaches exactly lookback: reaching further back would
@@ -582,6 +630,14 @@ func (s *Schedule) LiveCovers(t time.Time) bool {
 		}
 	}
 	return false
+}
+
+// Unpin lets other work be served before chunk id again, after a request
+// for it failed; it keeps its link and position.
+func (s *Schedule) Unpin(id uint64) {
+	if i := s.find(id); i >= 0 {
+		s.st.Pending[i].Pinned = false
+	}
 }
 
 // Drop removes chunk id as done without reading the rest of it.
