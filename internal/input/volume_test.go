@@ -422,18 +422,19 @@ func TestVolumeBacklogSmallPages(t *testing.T) {
 		if r.Drained == 0 || r.Drained > 3*time.Hour {
 			t.Errorf("backlog not read in time: drained after %s", r.Drained)
 		}
-		keptUp(t, r)
+		keptUp(t, r, 70*time.Minute)
 	})
 }
 
 // keptUp checks that once the backlog was read the input kept up with
 // live data: the newest events never waited more than five minutes, no
-// re-read waited more than the widest lookback (1h here) plus ten
-// minutes, the queue stayed short, and 99 % of events were delivered
-// within ten minutes of becoming visible.
-func keptUp(t *testing.T, r volumeResult) {
+// re-read waited more than reread (the widest lookback, 1h here, plus
+// ten minutes, unless the tenant's peak takes the whole budget), the
+// queue stayed short, and 99 % of events were delivered within ten
+// minutes of becoming visible.
+func keptUp(t *testing.T, r volumeResult, reread time.Duration) {
 	t.Helper()
-	if r.WorstFresh > 5*time.Minute || r.WorstLiveDelay > 70*time.Minute || r.PeakPending > 40 || r.LagP99 > 10*time.Minute {
+	if r.WorstFresh > 5*time.Minute || r.WorstLiveDelay > reread || r.PeakPending > 40 || r.LagP99 > 10*time.Minute {
 		t.Errorf("fell behind: the newest live query waited up to %s, any live query %s, %d queries pending, p99 lag %s",
 			r.WorstFresh, r.WorstLiveDelay, r.PeakPending, r.LagP99)
 	}
@@ -458,9 +459,11 @@ func TestScheduleCost(t *testing.T) {
 			// Seeds in make test: five where a run takes seconds.
 			seeds := map[float64]int{10_000: 5, 100_000: 5, 1_000_000: 2, 2_000_000: 1}[perDay]
 			volumeTest(t, v, seeds, func(t *testing.T, r volumeResult) {
-				keptUp(t, r)
+				// At 2 M a day the daily peak (3.6 M a day) takes the whole
+				// budget: re-reads then wait up to about two hours.
+				keptUp(t, r, map[bool]time.Duration{true: 150 * time.Minute, false: 70 * time.Minute}[perDay > 1e6])
 				// The horizon is the 24h sweep plus a lookback or two.
-				if limit := int(perDay * 1.3); r.PeakIDs > limit || r.PeakFile > max(int64(limit)*60, 4<<20) {
+				if limit := int(perDay * 1.3); r.PeakIDs > limit || r.PeakFile > max(int64(limit)*80, 16<<20) {
 					t.Errorf("state grew: %d ids, %d bytes", r.PeakIDs, r.PeakFile)
 				}
 				reads, share = max(reads, r.ReadsPerEvent()), max(share, r.BudgetShare())
