@@ -1,12 +1,23 @@
 # in_msgraph: a Fluent Bit input plugin for Microsoft Graph audit logs.
 GO         ?= go
-FLUENT_BIT ?= fluent-bit
 SO         := build/in_msgraph.so
 SIM        := build/graphsim
 DEMO_PORT  ?= 18080
 FUZZTIME   ?= 10s
 FUZZ       := internal/records:FuzzDecodePage internal/config:FuzzParse internal/schedule:FuzzDecodeState internal/graphsim:FuzzParseEndpointFilter
 SOURCES    := $(shell find plugin internal -name '*.go' -o -name '*.c' -o -name '*.h') go.mod go.sum
+
+# The tests in ./test that run a real Fluent Bit (make e2e).
+E2E        := EndToEnd|Example|BadConfig
+
+# Which Fluent Bit runs the end-to-end tests and the demo: $$FLUENT_BIT,
+# else fluent-bit on PATH, else the binary that $(FB_INSTALL) unpacks
+# (5.1.1; FLUENT_BIT_VERSION picks another). The tests in ./test look in
+# the same order. The snippet leaves the path in $$fb, or "" for none.
+FB_INSTALL := ../shared/tools/fluent-bit/install.sh
+FIND_FB     = fb=$${FLUENT_BIT:-}; \
+	if [ -z "$$fb" ]; then fb=$$(command -v fluent-bit || true); fi; \
+	if [ -z "$$fb" ] && [ -x $(FB_INSTALL) ]; then fb=$$($(FB_INSTALL)) || exit 1; fi
 
 .PHONY: all build test fmt-check vet fuzz bench e2e demo clean
 
@@ -21,12 +32,14 @@ $(SIM): $(SOURCES)
 	$(GO) build -trimpath -o $@ ./internal/graphsim/cmd/graphsim
 
 # Every test: formatting, vet, the unit and simulator tests with the race
-# detector, the C-ABI test (test/cabi), the end-to-end tests when Fluent Bit
-# is found through $$FLUENT_BIT or PATH, and each fuzz target for FUZZTIME
-# (its corpus is in the package's testdata/fuzz).
+# detector, the C-ABI test (test/cabi), the end-to-end tests with the Fluent
+# Bit FIND_FB finds, and each fuzz target for FUZZTIME (its corpus is in
+# the package's testdata/fuzz).
 test: fmt-check vet $(SO)
-	@fb=$${FLUENT_BIT:-fluent-bit}; command -v "$$fb" >/dev/null 2>&1 || \
-	  echo "note: no Fluent Bit found through FLUENT_BIT or PATH: the end-to-end tests in ./test are skipped"
+	@$(FIND_FB); \
+	if [ -n "$$fb" ]; then echo "Fluent Bit for the end-to-end tests: $$fb ($$("$$fb" --version 2>/dev/null | head -n 1))"; export FLUENT_BIT="$$fb"; \
+	else echo "note: no Fluent Bit found through FLUENT_BIT, PATH or $(FB_INSTALL): the end-to-end tests in ./test are skipped"; fi; \
+	echo "MSGRAPH_PLUGIN=$(SO) $(GO) test -race -timeout 20m ./..."; \
 	MSGRAPH_PLUGIN=$(SO) $(GO) test -race -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz
 
@@ -43,9 +56,11 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# Only the end-to-end tests with a real Fluent Bit.
+# Only the tests that run a real Fluent Bit (FIND_FB).
 e2e: $(SO)
-	MSGRAPH_PLUGIN=$(SO) $(GO) test -count=1 -v -run 'EndToEnd|Examples' -timeout 20m ./test/
+	@$(FIND_FB); [ -z "$$fb" ] || export FLUENT_BIT="$$fb"; \
+	echo "MSGRAPH_PLUGIN=$(SO) FLUENT_BIT=$$fb $(GO) test -count=1 -v -run '$(E2E)' -timeout 20m ./test/"; \
+	MSGRAPH_PLUGIN=$(SO) $(GO) test -count=1 -v -run '$(E2E)' -timeout 20m ./test/
 
 # Every Go benchmark, with allocations (docs/performance.md says what each
 # measures and what it found). The slow ones run once: b.N stays 1.
@@ -55,18 +70,20 @@ bench:
 # A real Fluent Bit: its CPU seconds per million events and peak memory
 # with msgraph inputs reading the simulator, next to its own http input
 # given the same events, and its peak memory with a million-id de-dup
-# horizon. Takes about four minutes; needs Fluent Bit (FLUENT_BIT or PATH).
+# horizon. Takes about four minutes; needs Fluent Bit (FIND_FB).
 .PHONY: bench-e2e
 bench-e2e: $(SO)
-	MSGRAPH_BENCH_E2E=1 MSGRAPH_PLUGIN=$(SO) $(GO) test -count=1 -v -run '^TestFluentBitCost$$' -timeout 20m ./test/
+	@$(FIND_FB); [ -n "$$fb" ] || { echo "make bench-e2e needs Fluent Bit: FLUENT_BIT, fluent-bit on PATH or $(FB_INSTALL)"; exit 1; }; \
+	echo "MSGRAPH_BENCH_E2E=1 MSGRAPH_PLUGIN=$(SO) FLUENT_BIT=$$fb $(GO) test -count=1 -v -run '^TestFluentBitCost$$' -timeout 20m ./test/"; \
+	MSGRAPH_BENCH_E2E=1 MSGRAPH_PLUGIN=$(SO) FLUENT_BIT="$$fb" $(GO) test -count=1 -v -run '^TestFluentBitCost$$' -timeout 20m ./test/
 
-# The plugin in a real Fluent Bit against the Graph simulator, records on
-# stdout; Ctrl-C stops both.
+# The plugin in a real Fluent Bit (FIND_FB) against the Graph simulator,
+# records on stdout; Ctrl-C stops both.
 demo: $(SO) $(SIM)
-	@command -v $(FLUENT_BIT) >/dev/null || { echo "make demo needs Fluent Bit (built with Go plugin support) on PATH, or FLUENT_BIT=/path/to/fluent-bit"; exit 1; }
-	@$(SIM) -listen 127.0.0.1:$(DEMO_PORT) -events 300 -span 30m -rate 2 -late-scale 5s -throttle & sim=$$!; \
+	@$(FIND_FB); [ -n "$$fb" ] || { echo "make demo needs Fluent Bit built with Go plugin support: FLUENT_BIT=/path/to/fluent-bit, fluent-bit on PATH, or $(FB_INSTALL)"; exit 1; }; \
+	$(SIM) -listen 127.0.0.1:$(DEMO_PORT) -events 300 -span 30m -rate 2 -late-scale 5s -throttle & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; sleep 1; \
-	MSGRAPH_DEMO_URL=http://127.0.0.1:$(DEMO_PORT) $(FLUENT_BIT) -e $(SO) -c examples/demo.yaml
+	MSGRAPH_DEMO_URL=http://127.0.0.1:$(DEMO_PORT) "$$fb" -e $(SO) -c examples/demo.yaml
 
 clean:
 	rm -rf build
@@ -98,7 +115,10 @@ release: $(SOURCES)
 # checked against the Kubernetes API types (its own module, test/helm, so
 # that those types stay out of the plugin's dependencies). Needs helm on
 # PATH and the chart's directory in MSGRAPH_HELM_CHART; without them only
-# pvc.yaml is checked, and the test says why.
+# pvc.yaml is checked, and the test says why. With Fluent Bit (FIND_FB)
+# the rendered configuration is also checked by it (--dry-run).
 .PHONY: helm-check
 helm-check: $(SO)
+	@$(FIND_FB); [ -z "$$fb" ] || export FLUENT_BIT="$$fb"; \
+	echo "cd test/helm && MSGRAPH_PLUGIN=$(CURDIR)/$(SO) FLUENT_BIT=$$fb $(GO) test -count=1 -v ./..."; \
 	cd test/helm && MSGRAPH_PLUGIN=$(CURDIR)/$(SO) $(GO) test -count=1 -v ./...

@@ -17,28 +17,6 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/records"
 )
 
-// fluentBit finds a Fluent Bit with Go plugin support through $FLUENT_BIT
-// or PATH, or skips the test saying why.
-func fluentBit(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("FLUENT_BIT")
-	if bin == "" {
-		p, err := exec.LookPath("fluent-bit")
-		if err != nil {
-			t.Skip("no Fluent Bit: set FLUENT_BIT or put fluent-bit on PATH (built with FLB_PROXY_GO=On) to run the end-to-end tests")
-		}
-		bin = p
-	}
-	out, err := exec.Command(bin, "--help").CombinedOutput()
-	if err != nil && len(out) == 0 {
-		t.Skipf("%s does not run: %v", bin, err)
-	}
-	if !strings.Contains(string(out), "--plugin") {
-		t.Skipf("%s was built without Go plugin support (FLB_PROXY_GO): it has no -e/--plugin option", bin)
-	}
-	return bin
-}
-
 type fbProc struct {
 	cmd  *exec.Cmd
 	out  *syncBuffer

@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,6 +62,85 @@ func plugin(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return pluginSO
+}
+
+// fluentBitScript unpacks one of the Fluent Bit binaries kept beside the
+// repository (5.1.1 unless FLUENT_BIT_VERSION says otherwise) and prints
+// its path; relative to the repository.
+const fluentBitScript = "../shared/tools/fluent-bit/install.sh"
+
+var (
+	fbOnce  sync.Once
+	fbPath  string // the binary found, or ""
+	fbSkip  string // why there is none, when none exists
+	fbError error  // a binary or script that was named or found but fails
+)
+
+// fluentBit returns the Fluent Bit the end-to-end tests run: $FLUENT_BIT,
+// else fluent-bit on PATH, else the binary fluentBitScript unpacks (the
+// order .ci/run and the Makefile follow). It must have Go plugin support
+// (FLB_PROXY_GO, the -e option). The test is skipped, saying why, only
+// when none of them exists; one that exists but does not work fails it.
+func fluentBit(t *testing.T) string {
+	t.Helper()
+	fbOnce.Do(func() { fbPath, fbSkip, fbError = findFluentBit() })
+	switch {
+	case fbError != nil:
+		t.Fatal(fbError)
+	case fbPath == "":
+		t.Skip(fbSkip)
+	}
+	return fbPath
+}
+
+func findFluentBit() (path, skip string, err error) {
+	if bin := os.Getenv("FLUENT_BIT"); bin != "" {
+		if err := goPluginSupport(bin); err != nil {
+			return "", "", fmt.Errorf("FLUENT_BIT=%s: %v", bin, err)
+		}
+		return bin, "", nil
+	}
+	onPath := "no fluent-bit on PATH"
+	if bin, err := exec.LookPath("fluent-bit"); err == nil {
+		err := goPluginSupport(bin)
+		if err == nil {
+			return bin, "", nil
+		}
+		onPath = fmt.Sprintf("%s on PATH cannot be used: %v", bin, err)
+	}
+	script := filepath.Join(repoRoot(), filepath.FromSlash(fluentBitScript))
+	if _, err := os.Stat(script); err != nil {
+		return "", fmt.Sprintf("no Fluent Bit for the end-to-end tests: FLUENT_BIT is not set, %s, and there is no %s; "+
+			"set FLUENT_BIT to a Fluent Bit built with Go plugin support (FLB_PROXY_GO=On)", onPath, fluentBitScript), nil
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(script)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %v\n%s", fluentBitScript, err, stderr.Bytes())
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		return "", "", fmt.Errorf("%s printed no path", fluentBitScript)
+	}
+	bin := lines[len(lines)-1]
+	if err := goPluginSupport(bin); err != nil {
+		return "", "", fmt.Errorf("%s (from %s): %v", bin, fluentBitScript, err)
+	}
+	return bin, "", nil
+}
+
+// goPluginSupport reports whether bin runs and loads Go plugins (-e).
+func goPluginSupport(bin string) error {
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return fmt.Errorf("it does not run: %v", err)
+	}
+	if !strings.Contains(string(out), "--plugin") {
+		return fmt.Errorf("it was built without Go plugin support (FLB_PROXY_GO): it has no -e/--plugin option")
+	}
+	return nil
 }
 
 func repoRoot() string {
