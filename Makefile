@@ -7,6 +7,15 @@ FUZZTIME   ?= 10s
 FUZZ       := internal/records:FuzzDecodePage internal/config:FuzzParse internal/schedule:FuzzDecodeState internal/graphsim:FuzzParseEndpointFilter
 SOURCES    := $(shell find plugin internal -name '*.go' -o -name '*.c' -o -name '*.h') go.mod go.sum
 
+# Tests that skip themselves under the race detector (raceEnabled in the
+# package's race_test.go, or debug.ReadBuildInfo's -race setting), as
+# package:-run pattern: make test runs them, and only them, in a second
+# pass without -race. A new such skip belongs here.
+NORACE     := internal/dedup:^TestBytesPerID$$ \
+              internal/graph:^TestResponseOverMaxBodyIsRefused$$ \
+              internal/input:^TestBadInput$$/^a_page_over_100_MB$$ \
+              internal/input:^TestVolume
+
 # The tests in ./test that run a real Fluent Bit (make e2e).
 E2E        := EndToEnd|Example|BadConfig
 
@@ -19,7 +28,7 @@ FIND_FB     = fb=$${FLUENT_BIT:-}; \
 	if [ -z "$$fb" ]; then fb=$$(command -v fluent-bit || true); fi; \
 	if [ -z "$$fb" ] && [ -x $(FB_INSTALL) ]; then fb=$$($(FB_INSTALL)) || exit 1; fi
 
-.PHONY: all build test fmt-check vet fuzz bench e2e demo clean
+.PHONY: all build test norace fmt-check vet fuzz bench e2e demo clean
 
 all: build
 
@@ -33,15 +42,29 @@ $(SIM): $(SOURCES)
 
 # Every test: formatting, vet, the unit and simulator tests with the race
 # detector, the C-ABI test (test/cabi), the end-to-end tests with the Fluent
-# Bit FIND_FB finds, and each fuzz target for FUZZTIME (its corpus is in
-# the package's testdata/fuzz).
+# Bit FIND_FB finds, the NORACE tests without the race detector, and each
+# fuzz target for FUZZTIME (its corpus is in the package's testdata/fuzz).
 test: fmt-check vet $(SO)
 	@$(FIND_FB); \
 	if [ -n "$$fb" ]; then echo "Fluent Bit for the end-to-end tests: $$fb ($$("$$fb" --version 2>/dev/null | head -n 1))"; export FLUENT_BIT="$$fb"; \
 	else echo "note: no Fluent Bit found through FLUENT_BIT, PATH or $(FB_INSTALL): the end-to-end tests in ./test are skipped"; fi; \
 	echo "MSGRAPH_PLUGIN=$(SO) $(GO) test -race -timeout 20m ./..."; \
 	MSGRAPH_PLUGIN=$(SO) $(GO) test -race -timeout 20m ./...
+	@$(MAKE) --no-print-directory norace
 	@$(MAKE) --no-print-directory fuzz
+
+# The NORACE tests, without the race detector. A pattern that selects no
+# test, or a test that skips here too, fails: each must really run.
+norace:
+	@for t in $(NORACE); do \
+	  pkg=$${t%%:*}; run=$${t#*:}; leaf=$${run##*/}; leaf=$${leaf#^}; leaf=$${leaf%[$$]}; \
+	  echo "$(GO) test -v -run '$$run' ./$$pkg"; \
+	  out=$$($(GO) test -v -run "$$run" ./$$pkg 2>&1); rc=$$?; \
+	  echo "$$out"; \
+	  [ $$rc -eq 0 ] || exit 1; \
+	  echo "$$out" | grep -q -- "--- PASS: .*$$leaf" || { echo "make norace: -run '$$run' ran no $$leaf in ./$$pkg"; exit 1; }; \
+	  ! echo "$$out" | grep -q -- '--- SKIP' || { echo "make norace: a test of -run '$$run' skips without -race too"; exit 1; }; \
+	done
 
 fuzz:
 	@for t in $(FUZZ); do \
