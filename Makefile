@@ -101,12 +101,15 @@ bench-e2e: $(SO)
 	MSGRAPH_BENCH_E2E=1 MSGRAPH_PLUGIN=$(SO) FLUENT_BIT="$$fb" $(GO) test -count=1 -v -run '^TestFluentBitCost$$' -timeout 20m ./test/
 
 # The plugin in a real Fluent Bit (FIND_FB) against the Graph simulator,
-# records on stdout; Ctrl-C stops both.
+# records on stdout; Ctrl-C stops both. Each run starts afresh: a new
+# simulator, and the state file in a new temporary directory, removed at
+# the end.
 demo: $(SO) $(SIM)
 	@$(FIND_FB); [ -n "$$fb" ] || { echo "make demo needs Fluent Bit built with Go plugin support: FLUENT_BIT=/path/to/fluent-bit, fluent-bit on PATH, or $(FB_INSTALL)"; exit 1; }; \
+	dir=$$(mktemp -d "$${TMPDIR:-/tmp}/in_msgraph-demo.XXXXXX") || exit 1; \
 	$(SIM) -listen 127.0.0.1:$(DEMO_PORT) -events 300 -span 30m -rate 2 -late-scale 5s -throttle & sim=$$!; \
-	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; sleep 1; \
-	MSGRAPH_DEMO_URL=http://127.0.0.1:$(DEMO_PORT) "$$fb" -e $(SO) -c examples/demo.yaml
+	trap 'kill $$sim 2>/dev/null; rm -rf "$$dir"' EXIT; trap 'exit 130' INT TERM; sleep 1; \
+	MSGRAPH_DEMO_URL=http://127.0.0.1:$(DEMO_PORT) MSGRAPH_DEMO_DB="$$dir/state.db" "$$fb" -e $(SO) -c examples/demo.yaml
 
 clean:
 	rm -rf build
