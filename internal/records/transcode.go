@@ -8,6 +8,15 @@
 // building an intermediate tree: JSON strings become msgpack str, integers
 // that fit 64 bits become msgpack integers, other numbers float64, and
 // true/false/null the msgpack equivalents.
+//
+// What Fluent Bit's outputs cannot carry is changed, and counted in the Page,
+// rather than handed on: a container nested deeper than SafeDepth becomes a
+// string holding its JSON text, a number float64 cannot hold (1e400, or a
+// non-zero 1e-400 that would become 0) becomes a string holding its text,
+// and invalid UTF-8 or a lone surrogate escape becomes U+FFFD. An element of
+// "value" that cannot be delivered at all (malformed, nested deeper than 512
+// levels, without a string id or a readable time) is skipped on its own: the
+// page fails only when the end of that element cannot be found.
 package records
 
 import (
@@ -17,6 +26,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,8 +37,27 @@ import (
 	"github.com/tinylib/msgp/msgp"
 )
 
-// maxDepth bounds nesting so that hostile input cannot exhaust the stack.
+// maxDepth bounds nesting: an object nested deeper is not an event, and it
+// is skipped. The walk past SafeDepth is iterative, so no depth exhausts the
+// stack.
 const maxDepth = 512
+
+// SafeDepth is the deepest container delivered as a container; the record's
+// own map is depth 1. A deeper one is delivered as a string of its JSON
+// text. Fluent Bit's JSON encoders recurse on the output's coroutine stack
+// (24 KiB on Linux before 5.x) and its msgpack reader holds 32 (3.x) or 64
+// (4.x, 5.x) open containers: a record with a container at depth 17 crashes
+// Fluent Bit 4.0 and 4.1 in the file output (31 to 33 in stdout, http, es
+// and splunk), 3.2 crashes from 28 (file) and drops records from 32, 5.1
+// drops them from 64, each without a word. 12 leaves room for outputs with
+// larger frames; Graph's objects nest about 5 deep.
+const SafeDepth = 12
+
+// MaxListed bounds the ids and reasons a Page lists.
+const MaxListed = 10
+
+// maxIDLen bounds an id quoted in a Page's lists, in bytes.
+const maxIDLen = 128
 
 // Key identifies an event for de-duplication: the 16 bytes of a GUID id, or
 // a 128-bit FNV-1a hash of any other id.
@@ -48,10 +77,95 @@ type Page struct {
 	NextLink string
 	Records  []Record
 	Buf      []byte
-	// Invalid counts objects that could not be delivered because they lack
-	// an id or a parseable time field; FirstInvalid says why for the first.
+	// Invalid counts the elements of value that could not be delivered
+	// (malformed, nested deeper than 512 levels, not an object, without a
+	// string id or a readable time field); FirstInvalid says why for the
+	// first, Skipped lists the first MaxListed.
 	Invalid      int
 	FirstInvalid string
+	Skipped      []Skipped
+	// Delivered records that were changed so that every Fluent Bit output
+	// can carry them.
+	Deep    Altered // a container deeper than SafeDepth became its JSON text
+	Numbers Altered // a number beyond float64 became its text
+	Text    Altered // invalid UTF-8 or a lone surrogate became U+FFFD
+}
+
+// Skipped is an element of value that was not delivered.
+type Skipped struct {
+	ID     string // "" when it cannot be read; at most 128 bytes, cut ones end in "…"
+	Reason string
+}
+
+// Altered counts the records changed in one way.
+type Altered struct {
+	Count int
+	IDs   []string // of the first MaxListed, as in Skipped
+}
+
+// IDList joins the listed ids, with the number of the others.
+func (a *Altered) IDList() string { return joinIDs(a.IDs, a.Count) }
+
+func (a *Altered) add(id []byte) {
+	a.Count++
+	if len(a.IDs) < MaxListed {
+		a.IDs = append(a.IDs, listedID(id))
+	}
+}
+
+// SkippedIDs joins the readable ids of the skipped elements listed, with
+// the number of the others.
+func (p *Page) SkippedIDs() string {
+	var ids []string
+	for _, s := range p.Skipped {
+		if s.ID != "" {
+			ids = append(ids, s.ID)
+		}
+	}
+	return joinIDs(ids, p.Invalid)
+}
+
+// SkippedReasons joins the different reasons of the skipped elements
+// listed.
+func (p *Page) SkippedReasons() string {
+	var rs []string
+	for _, s := range p.Skipped {
+		if !slices.Contains(rs, s.Reason) {
+			rs = append(rs, s.Reason)
+		}
+	}
+	return strings.Join(rs, "; ")
+}
+
+func joinIDs(ids []string, total int) string {
+	s := strings.Join(ids, ", ")
+	if more := total - len(ids); len(ids) > 0 && more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
+}
+
+// listedID is an id as a Page lists it: at most maxIDLen bytes, cut on a
+// character boundary.
+func listedID(id []byte) string {
+	if len(id) <= maxIDLen {
+		return string(id)
+	}
+	n := maxIDLen
+	for n > 0 && !utf8.RuneStart(id[n]) {
+		n--
+	}
+	return string(id[:n]) + "…"
+}
+
+func (p *Page) skip(reason string, id []byte) {
+	if p.Invalid == 0 {
+		p.FirstInvalid = reason
+	}
+	p.Invalid++
+	if len(p.Skipped) < MaxListed {
+		p.Skipped = append(p.Skipped, Skipped{ID: listedID(id), Reason: reason})
+	}
 }
 
 // SyntaxError reports malformed JSON at a byte offset.
@@ -80,10 +194,16 @@ type Decoder struct {
 	in      []byte
 	scratch []byte // unescaped string bytes
 	skip    []byte // discarded top-level values
+	stack   []byte // open containers past SafeDepth
+	num     []byte // numbers checked past SafeDepth
 	id      []byte
 	when    []byte
 	hasID   bool
 	hasWhen bool
+	// An id or time field that is there but not a string.
+	badID, badWhen bool
+	// What the current record needed changed (Page.Deep, Numbers, Text).
+	deep, bigNum, badText bool
 }
 
 // DecodePage transcodes a Graph collection page into p.
@@ -93,6 +213,10 @@ func (d *Decoder) DecodePage(body []byte, p *Page) error {
 	p.Buf = p.Buf[:0]
 	p.Invalid = 0
 	p.FirstInvalid = ""
+	p.Skipped = p.Skipped[:0]
+	p.Deep = Altered{IDs: p.Deep.IDs[:0]}
+	p.Numbers = Altered{IDs: p.Numbers.IDs[:0]}
+	p.Text = Altered{IDs: p.Text.IDs[:0]}
 	d.in = body
 	i := d.ws(0)
 	if i >= len(body) || body[i] != '{' {
@@ -163,7 +287,9 @@ func (d *Decoder) DecodePage(body []byte, p *Page) error {
 	return nil
 }
 
-// values transcodes the elements of the "value" array, one record each.
+// values transcodes the elements of the "value" array, one record each. An
+// element that cannot be delivered is skipped; only one whose end cannot be
+// found fails the page.
 func (d *Decoder) values(i int, p *Page) (int, error) {
 	body := d.in
 	i = d.ws(i + 1)
@@ -174,36 +300,66 @@ func (d *Decoder) values(i int, p *Page) (int, error) {
 		start := len(p.Buf)
 		// [EventTime, map]: fixarray(2), fixext8 type 0, then the map.
 		p.Buf = append(p.Buf, 0x92, 0xd7, 0x00, 0, 0, 0, 0, 0, 0, 0, 0)
-		d.hasID, d.hasWhen = false, false
-		var err error
+		d.hasID, d.hasWhen, d.badID, d.badWhen = false, false, false, false
+		d.deep, d.bigNum, d.badText = false, false, false
+		elem := i
 		isObject := i < len(body) && body[i] == '{'
-		if p.Buf, i, err = d.value(p.Buf, i, 1); err != nil {
-			return i, err
+		var err error
+		if p.Buf, i, err = d.value(p.Buf, i, 1); err == nil {
+			if i = d.ws(i); i >= len(body) || (body[i] != ',' && body[i] != ']') {
+				err = d.errAt(i, "expected ',' or ']' in value")
+			}
 		}
 		reason := ""
+		var id []byte
+		if d.hasID {
+			id = d.id
+		}
 		var created time.Time
 		switch {
+		case err != nil:
+			// Malformed, or nested too deep: only this element is lost if
+			// its end can be found.
+			end, ok := d.span(elem, ']')
+			if !ok || end == elem {
+				return i, err
+			}
+			i = end
+			reason = skipReason(err)
+			id = d.peekID(elem)
 		case !isObject:
 			reason = "an element of value is not a JSON object"
-		case !d.hasID || len(d.id) == 0:
+		case !d.hasID && d.badID:
+			reason = "an object has an id that is not a string"
+		case !d.hasID:
 			reason = "an object has no id"
+		case len(d.id) == 0:
+			reason = "an object has an empty id"
+		case !d.hasWhen && d.badWhen:
+			reason = "an object has a " + d.TimeField + " that is not a string"
 		case !d.hasWhen:
 			reason = "an object has no " + d.TimeField
 		default:
 			created, err = ParseTime(unsafe.String(unsafe.SliceData(d.when), len(d.when)))
 			if err != nil || created.Year() < 1970 || created.Year() > 9999 {
-				reason = fmt.Sprintf("an object has an unreadable %s %q", d.TimeField, d.when)
+				reason = fmt.Sprintf("an object has an unreadable %s %q", d.TimeField, listedID(d.when))
 			}
 		}
 		if reason != "" {
 			p.Buf = p.Buf[:start]
-			if p.Invalid == 0 {
-				p.FirstInvalid = reason
-			}
-			p.Invalid++
+			p.skip(reason, id)
 		} else {
 			binary.BigEndian.PutUint32(p.Buf[start+3:], uint32(created.Unix()))
 			binary.BigEndian.PutUint32(p.Buf[start+7:], uint32(created.Nanosecond()))
+			if d.deep {
+				p.Deep.add(d.id)
+			}
+			if d.bigNum {
+				p.Numbers.add(d.id)
+			}
+			if d.badText {
+				p.Text.add(d.id)
+			}
 			key := KeyOf(d.id)
 			if d.Versioned {
 				// Normalised time, so that two spellings of one instant
@@ -214,16 +370,102 @@ func (d *Decoder) values(i int, p *Page) (int, error) {
 			}
 			p.Records = append(p.Records, Record{Key: key, Created: created.UnixNano(), Start: start, End: len(p.Buf)})
 		}
-		i = d.ws(i)
-		if i < len(body) && body[i] == ',' {
+		if body[i] == ',' {
 			i = d.ws(i + 1)
 			continue
 		}
-		if i < len(body) && body[i] == ']' {
-			return i + 1, nil
-		}
-		return i, d.errAt(i, "expected ',' or ']' in value")
+		return i + 1, nil
 	}
+}
+
+// skipReason says why an element that failed to transcode is skipped.
+func skipReason(err error) string {
+	var se *SyntaxError
+	if errors.As(err, &se) && se.Msg == msgTooDeep {
+		return fmt.Sprintf("an object is nested more than %d levels deep", maxDepth)
+	}
+	return err.Error()
+}
+
+const msgTooDeep = "nesting too deep"
+
+// span finds where the value at i ends, without judging it: strings (with
+// their escapes) and brackets are followed, anything else is passed over. It
+// returns the index of the first ',' or closer outside them, and false when
+// the brackets do not match or the input ends first.
+func (d *Decoder) span(i int, closer byte) (int, bool) {
+	in := d.in
+	st := d.stack[:0]
+	ok := false
+loop:
+	for ; i < len(in); i++ {
+		switch c := in[i]; c {
+		case '"':
+			for i++; i < len(in) && in[i] != '"'; i++ {
+				if in[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(in) {
+				break loop
+			}
+		case '{', '[':
+			st = append(st, c)
+		case '}', ']':
+			if len(st) == 0 {
+				ok = c == closer
+				break loop
+			}
+			if st[len(st)-1]+2 != c { // '{'+2 is '}', '['+2 is ']'
+				break loop
+			}
+			st = st[:len(st)-1]
+		case ',':
+			if len(st) == 0 {
+				ok = true
+				break loop
+			}
+		}
+	}
+	d.stack = st
+	return i, ok
+}
+
+// peekID reads the id of the object at i, which could not be transcoded,
+// looking only at its top-level keys; "" when it cannot be read.
+func (d *Decoder) peekID(i int) []byte {
+	in := d.in
+	if in[i] != '{' {
+		return nil
+	}
+	i = d.ws(i + 1)
+	for i < len(in) && in[i] == '"' {
+		var err error
+		if d.skip, i, err = d.appendString(d.skip[:0], i); err != nil {
+			return nil
+		}
+		k, _, _ := msgp.ReadStringZC(d.skip)
+		isID := string(k) == "id"
+		if i = d.ws(i); i >= len(in) || in[i] != ':' {
+			return nil
+		}
+		if i = d.ws(i + 1); isID {
+			if i >= len(in) || in[i] != '"' {
+				return nil
+			}
+			if d.skip, _, err = d.appendString(d.skip[:0], i); err != nil {
+				return nil
+			}
+			id, _, _ := msgp.ReadStringZC(d.skip)
+			return id
+		}
+		end, ok := d.span(i, '}')
+		if !ok || in[end] != ',' {
+			return nil
+		}
+		i = d.ws(end + 1)
+	}
+	return nil
 }
 
 // timeLayouts are the forms of an event time accepted besides RFC 3339:
@@ -315,13 +557,16 @@ func (d *Decoder) value(out []byte, i, depth int) ([]byte, int, error) {
 	if i >= len(in) {
 		return out, i, d.errAt(i, "expected a value")
 	}
-	if depth > maxDepth {
-		return out, i, d.errAt(i, "nesting too deep")
-	}
 	switch c := in[i]; {
 	case c == '{':
+		if depth > SafeDepth {
+			return d.text(out, i, depth)
+		}
 		return d.object(out, i, depth)
 	case c == '[':
+		if depth > SafeDepth {
+			return d.text(out, i, depth)
+		}
 		return d.array(out, i, depth)
 	case c == '"':
 		return d.appendString(out, i)
@@ -386,12 +631,16 @@ func (d *Decoder) object(out []byte, i, depth int) ([]byte, int, error) {
 			return out, i, err
 		}
 		if capture != 0 {
-			if s, _, e := msgp.ReadStringZC(out[valStart:]); e == nil {
-				if capture == 1 {
-					d.id, d.hasID = append(d.id[:0], s...), true
-				} else {
-					d.when, d.hasWhen = append(d.when[:0], s...), true
-				}
+			s, _, e := msgp.ReadStringZC(out[valStart:])
+			switch {
+			case e == nil && capture == 1:
+				d.id, d.hasID = append(d.id[:0], s...), true
+			case e == nil:
+				d.when, d.hasWhen = append(d.when[:0], s...), true
+			case capture == 1:
+				d.badID = true
+			default:
+				d.badWhen = true
 			}
 		}
 		n++
@@ -579,7 +828,10 @@ func appendStrHeader(out []byte, n int) []byte {
 }
 
 // unescape decodes JSON escapes and replaces invalid UTF-8 and lone
-// surrogates with U+FFFD, as encoding/json does.
+// surrogates with U+FFFD, as encoding/json does (and Fluent Bit 5's JSON
+// encoder; 3.x and 4.x write invalid bytes as private-use characters, and
+// msgpack outputs would pass them on to receivers that refuse them), and
+// notes that it did.
 func (d *Decoder) unescape(dst, raw []byte, off int) ([]byte, error) {
 	for j := 0; j < len(raw); {
 		c := raw[j]
@@ -619,6 +871,7 @@ func (d *Decoder) unescape(dst, raw []byte, off int) ([]byte, error) {
 						r = dec
 					} else {
 						r = utf8.RuneError
+						d.badText = true
 					}
 				}
 				dst = utf8.AppendRune(dst, r)
@@ -637,6 +890,7 @@ func (d *Decoder) unescape(dst, raw []byte, off int) ([]byte, error) {
 		r, size := utf8.DecodeRune(raw[j:])
 		if r == utf8.RuneError && size == 1 {
 			dst = utf8.AppendRune(dst, utf8.RuneError)
+			d.badText = true
 		} else {
 			dst = append(dst, raw[j:j+size]...)
 		}
@@ -661,13 +915,14 @@ func hex4(b []byte) (rune, bool) {
 }
 
 // number transcodes a JSON number: integers that fit int64 or uint64 stay
-// integers, everything else becomes float64.
+// integers, others float64, except a number float64 cannot hold (beyond
+// ±1.8e308, or non-zero and below 4.9e-324), which becomes a string of its
+// text: Fluent Bit's JSON outputs would write ±Inf as inf, which is not JSON,
+// and 0 is not the number sent.
 func (d *Decoder) number(out []byte, i int) ([]byte, int, error) {
 	in := d.in
 	start := i
-	neg := false
 	if in[i] == '-' {
-		neg = true
 		i++
 	}
 	if i >= len(in) || in[i] < '0' || in[i] > '9' {
@@ -708,7 +963,7 @@ func (d *Decoder) number(out []byte, i int) ([]byte, int, error) {
 	}
 	text := unsafe.String(&in[start], i-start)
 	if !isFloat {
-		if neg {
+		if in[start] == '-' {
 			if v, err := strconv.ParseInt(text, 10, 64); err == nil {
 				return msgp.AppendInt64(out, v), i, nil
 			}
@@ -719,9 +974,162 @@ func (d *Decoder) number(out []byte, i int) ([]byte, int, error) {
 			return msgp.AppendUint64(out, v), i, nil
 		}
 	}
+	// A number of valid syntax fails only by being out of range.
 	f, err := strconv.ParseFloat(text, 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		return out, i, d.errAt(start, "invalid number")
+	if err != nil || (f == 0 && nonZero(text)) {
+		d.bigNum = true
+		return append(appendStrHeader(out, len(text)), text...), i, nil
 	}
 	return msgp.AppendFloat64(out, f), i, nil
+}
+
+// nonZero reports whether a number's digits before its exponent are not
+// all zero.
+func nonZero(text string) bool {
+	for i := 0; i < len(text) && text[i] != 'e' && text[i] != 'E'; i++ {
+		if '1' <= text[i] && text[i] <= '9' {
+			return true
+		}
+	}
+	return false
+}
+
+// text appends the container at i, nested deeper than SafeDepth, as a
+// string of its JSON text, exactly as sent (invalid UTF-8 aside).
+func (d *Decoder) text(out []byte, i, depth int) ([]byte, int, error) {
+	end, high, err := d.validate(i, depth)
+	if err != nil {
+		return out, end, err
+	}
+	raw := d.in[i:end]
+	d.deep = true
+	if high && !utf8.Valid(raw) {
+		d.badText = true
+		s := d.scratch[:0]
+		for j := 0; j < len(raw); {
+			r, size := utf8.DecodeRune(raw[j:])
+			if r == utf8.RuneError && size == 1 {
+				s = utf8.AppendRune(s, utf8.RuneError)
+			} else {
+				s = append(s, raw[j:j+size]...)
+			}
+			j += size
+		}
+		d.scratch = s
+		raw = s
+	}
+	return append(appendStrHeader(out, len(raw)), raw...), end, nil
+}
+
+// validate checks the JSON container at i, at the given depth, without
+// recursion, and returns the index after it and whether a string in it has
+// bytes above ASCII.
+func (d *Decoder) validate(i, depth int) (int, bool, error) {
+	in := d.in
+	st := d.stack[:0]
+	high := false
+	var err error
+	// Escapes and numbers are decoded to check them; what they decode to
+	// is not delivered, so it changes nothing in the record.
+	badText, bigNum := d.badText, d.bigNum
+	defer func() { d.stack, d.badText, d.bigNum = st, badText, bigNum }()
+	for {
+		// A value is expected at i.
+		if i >= len(in) {
+			return i, high, d.errAt(i, "expected a value")
+		}
+		switch c := in[i]; {
+		case c == '{' || c == '[':
+			if depth+len(st) > maxDepth {
+				return i, high, d.errAt(i, msgTooDeep)
+			}
+			st = append(st, c)
+			if i = d.ws(i + 1); i < len(in) && in[i] == c+2 {
+				st = st[:len(st)-1]
+				i++
+				break
+			}
+			if c == '{' {
+				if i, err = d.member(i, &high); err != nil {
+					return i, high, err
+				}
+			}
+			continue
+		case c == '"':
+			if i, err = d.checkString(i, &high); err != nil {
+				return i, high, err
+			}
+		case c == 't' && len(in)-i >= 4 && string(in[i:i+4]) == "true",
+			c == 'n' && len(in)-i >= 4 && string(in[i:i+4]) == "null":
+			i += 4
+		case c == 'f' && len(in)-i >= 5 && string(in[i:i+5]) == "false":
+			i += 5
+		case c == '-' || ('0' <= c && c <= '9'):
+			if d.num, i, err = d.number(d.num[:0], i); err != nil {
+				return i, high, err
+			}
+		default:
+			return i, high, d.errAt(i, "invalid value")
+		}
+		// After a value: close what it ends, or go on to the next element.
+		for {
+			if len(st) == 0 {
+				return i, high, nil
+			}
+			i = d.ws(i)
+			if i >= len(in) {
+				return i, high, d.errAt(i, "")
+			}
+			top := st[len(st)-1]
+			if in[i] == top+2 {
+				st = st[:len(st)-1]
+				i++
+				continue
+			}
+			if in[i] != ',' {
+				if top == '{' {
+					return i, high, d.errAt(i, "expected ',' or '}'")
+				}
+				return i, high, d.errAt(i, "expected ',' or ']'")
+			}
+			if i = d.ws(i + 1); top == '{' {
+				if i, err = d.member(i, &high); err != nil {
+					return i, high, err
+				}
+			}
+			break
+		}
+	}
+}
+
+// member checks an object's key and colon at i, and returns the index of
+// the value.
+func (d *Decoder) member(i int, high *bool) (int, error) {
+	in := d.in
+	if i >= len(in) || in[i] != '"' {
+		return i, d.errAt(i, "expected a key")
+	}
+	i, err := d.checkString(i, high)
+	if err != nil {
+		return i, err
+	}
+	if i = d.ws(i); i >= len(in) || in[i] != ':' {
+		return i, d.errAt(i, "expected ':'")
+	}
+	return d.ws(i + 1), nil
+}
+
+// checkString checks the string at i, escapes included.
+func (d *Decoder) checkString(i int, high *bool) (int, error) {
+	start, end, esc, h, next, err := d.scanString(i)
+	if err != nil {
+		return next, err
+	}
+	*high = *high || h
+	if esc {
+		if d.scratch, err = d.unescape(d.scratch[:0], d.in[start:end], start); err != nil {
+			return next, err
+		}
+	}
+	return next, nil
 }
