@@ -339,7 +339,8 @@ func (c *Config) Horizon() time.Duration {
 }
 
 // Redacted lists the effective configuration as key=value pairs for the start
-// log line, with the secret replaced.
+// log line. No secret is in it: client_secret and private_key_password read
+// (redacted), and so does the user information of a URL.
 func (c *Config) Redacted() string {
 	secret := "(none)"
 	if c.ClientSecret != "" {
@@ -377,7 +378,7 @@ func (c *Config) Redacted() string {
 	case AuthWorkloadIdentity:
 		parts = append(parts, "federated_token_file="+c.FederatedTokenFile)
 	case AuthManagedIdentity:
-		parts = append(parts, "imds_endpoint="+c.IMDSEndpoint)
+		parts = append(parts, "imds_endpoint="+redactURL(c.IMDSEndpoint))
 	}
 	parts = append(parts,
 		"cloud="+c.Cloud,
@@ -401,6 +402,24 @@ func (c *Config) Redacted() string {
 		parts = append(parts, "metrics_listen="+c.MetricsListen)
 	}
 	return strings.Join(parts, " ")
+}
+
+// redactURL replaces the user information (a user name and password, or a
+// token) of a URL.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "(redacted)"
+	}
+	if u.User == nil {
+		return v
+	}
+	u.User = nil
+	s := u.String()
+	if i := strings.Index(s, "//"); i >= 0 {
+		return s[:i+2] + "(redacted)@" + s[i+2:]
+	}
+	return "(redacted)"
 }
 
 // ReadSecretFile reads a secret from a file, trimming the surrounding white

@@ -179,6 +179,43 @@ func TestRedactedHidesSecret(t *testing.T) {
 	}
 }
 
+// TestRedactedHasNoSecretValues: whatever the credential, the
+// configuration line holds no secret, so that scrubbing it cannot matter.
+func TestRedactedHasNoSecretValues(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "cert.pem")
+	os.WriteFile(cert, []byte("not checked here"), 0o600)
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte("F1le~Secret.Value\n"), 0o600)
+	noEnv := func(string) string { return "" }
+	rows := []struct {
+		g    MapGetter
+		want string
+	}{
+		{MapGetter{"tenant_id": "t", "client_id": "c", "client_secret": "Cl1ent~Secret.Value"}, "client_secret=(redacted)"},
+		{MapGetter{"tenant_id": "t", "client_id": "c", "client_secret": "e"}, "client_secret=(redacted)"},
+		{MapGetter{"tenant_id": "t", "client_id": "c", "client_secret_file": secretFile}, "client_secret=(none) client_secret_file=" + secretFile},
+		{MapGetter{"auth": "certificate", "tenant_id": "t", "client_id": "c", "certificate_file": cert, "private_key_password": "K3y-Passw0rd!"}, "private_key_password=(redacted)"},
+		{MapGetter{"auth": "managed_identity", "imds_endpoint": "http://us3r:Pa55-w0rd@127.0.0.1:9/metadata/identity/oauth2/token"}, "imds_endpoint=http://(redacted)@127.0.0.1:9/metadata/identity/oauth2/token"},
+		{MapGetter{"auth": "managed_identity", "imds_endpoint": "https://T0ken-only@imds.example.com/token"}, "imds_endpoint=https://(redacted)@imds.example.com/token"},
+	}
+	for _, r := range rows {
+		c, err := ParseEnv(r.g, noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.Redacted()
+		if !strings.Contains(got, r.want) {
+			t.Errorf("got %s\nwant fragment %s", got, r.want)
+		}
+		for _, s := range []string{"Cl1ent~Secret", "F1le~Secret", "K3y-Passw0rd", "us3r", "Pa55-w0rd", "T0ken-only", "=e "} {
+			if strings.Contains(got, s) {
+				t.Errorf("%q in the configuration line: %s", s, got)
+			}
+		}
+	}
+}
+
 func TestParseDuration(t *testing.T) {
 	rows := map[string]time.Duration{
 		"90s": 90 * time.Second, "2h": 2 * time.Hour, "7d": 7 * 24 * time.Hour, "1d6h": 30 * time.Hour,

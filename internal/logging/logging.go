@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Level orders messages; lines below the logger's level are dropped.
@@ -49,7 +52,8 @@ type Logger struct {
 	sink   Sink
 	prefix string
 	level  Level
-	secret []string
+	secret []string // scrubbed, longest first
+	short  []string // too short to scrub, already warned of
 }
 
 // New returns a logger that prefixes lines with [input:msgraph:<name>].
@@ -64,25 +68,131 @@ func (l *Logger) SetSink(s Sink) { l.mu.Lock(); l.sink = s; l.mu.Unlock() }
 // SetOutput redirects the lines (tests).
 func (l *Logger) SetOutput(w io.Writer) { l.mu.Lock(); l.out = w; l.mu.Unlock() }
 
-// Redact adds a string that must never appear in a line.
-func (l *Logger) Redact(s string) {
-	if s == "" {
+// MinSecretLen is the length, in characters, from which a secret is
+// scrubbed from lines. A shorter text also occurs in ordinary words and
+// names: replacing it would mangle lines, and where "(redacted)" appears
+// would show what the secret is.
+const MinSecretLen = 8
+
+// Redacted replaces a secret in a line.
+const Redacted = "(redacted)"
+
+// Redact adds a secret that must never appear in a line; it reports
+// whether lines are scrubbed of it (it has at least MinSecretLen
+// characters). Adding one again changes nothing.
+func (l *Logger) Redact(s string) bool {
+	if utf8.RuneCountInString(s) < MinSecretLen {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Contains(l.secret, s) {
+		// Longest first, so that a secret inside another cannot leave the
+		// rest of that one in the line.
+		i, _ := slices.BinarySearchFunc(l.secret, s, func(a, b string) int { return len(b) - len(a) })
+		l.secret = slices.Insert(l.secret, i, s)
+	}
+	return true
+}
+
+// Secret is Redact for the value of the configuration key key, with a
+// warning the first time a value too short to be scrubbed is given.
+func (l *Logger) Secret(key, s string) {
+	if s == "" || l.Redact(s) {
 		return
 	}
 	l.mu.Lock()
-	l.secret = append(l.secret, s)
+	seen := slices.Contains(l.short, s)
+	if !seen {
+		l.short = append(l.short, s)
+	}
 	l.mu.Unlock()
+	if seen {
+		return
+	}
+	hint := ""
+	if key == "client_secret" || key == "client_secret_file" {
+		hint = "; Entra ID makes client secrets of 40 characters: check that it is the whole secret Value"
+	}
+	l.Warnf("%s is shorter than %d characters, too short to be told apart from ordinary text, so log lines and health records are not scrubbed of it%s", key, MinSecretLen, hint)
 }
 
-// Scrub replaces the registered secrets in s.
+// Scrub replaces the registered secrets in s where they occur whole: not
+// where the text around continues a word, a name or a number, so that a
+// secret that is also part of, say, a tenant's domain leaves it as it is.
 func (l *Logger) Scrub(s string) string {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, sec := range l.secret {
-		s = strings.ReplaceAll(s, sec, "(redacted)")
+	secrets := l.secret
+	l.mu.Unlock()
+	for _, sec := range secrets {
+		s = replaceWhole(s, sec)
 	}
 	return s
 }
+
+// replaceWhole replaces the whole occurrences of sec in s with Redacted.
+func replaceWhole(s, sec string) string {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
+	for from := 0; ; {
+		j := strings.Index(s[from:], sec)
+		if j < 0 {
+			break
+		}
+		j += from
+		end := j + len(sec)
+		if !continues(s[:j], sec, true) && !continues(s[end:], sec, false) {
+			b.WriteString(s[done:j])
+			b.WriteString(Redacted)
+			done, from = end, end
+		} else {
+			_, size := utf8.DecodeRuneInString(s[j:])
+			from = j + size
+		}
+	}
+	if done == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
+
+// continues reports whether the text next to an occurrence of sec (before
+// it when before is set) goes on with the same word: a letter or a digit,
+// directly or after the characters that join the parts of names and
+// secrets (- . _ ~), with sec's own edge a letter, a digit or one of those.
+// "abcdefgh." ends a sentence; "abcdefgh.example.com" is a longer name.
+func continues(next, sec string, before bool) bool {
+	edge, _ := utf8.DecodeLastRuneInString(sec)
+	if before {
+		edge, _ = utf8.DecodeRuneInString(sec)
+	}
+	if !wordRune(edge) && !joiner(edge) {
+		return false
+	}
+	for next != "" {
+		var r rune
+		var size int
+		if before {
+			r, size = utf8.DecodeLastRuneInString(next)
+			next = next[:len(next)-size]
+		} else {
+			r, size = utf8.DecodeRuneInString(next)
+			next = next[size:]
+		}
+		switch {
+		case wordRune(r):
+			return true
+		case !joiner(r):
+			return false
+		}
+	}
+	return false
+}
+
+func wordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+func joiner(r rune) bool { return r == '-' || r == '.' || r == '_' || r == '~' }
 
 func (l *Logger) log(lv Level, format string, args ...any) {
 	if l == nil {
