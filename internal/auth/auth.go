@@ -42,6 +42,9 @@ const jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // Credentials say who asks for tokens, and where.
 type Credentials struct {
+	// Context, when set, bounds every token request: cancelling it (the
+	// input stopping) ends a request under way.
+	Context context.Context
 	// Kind is KindClientSecret (also when empty), KindCertificate,
 	// KindWorkloadIdentity or KindManagedIdentity.
 	Kind     string
@@ -143,7 +146,10 @@ type fetcher struct{ s *Source }
 func (f fetcher) Token() (*oauth2.Token, error) {
 	s := f.s
 	c := s.creds
-	ctx := context.Background()
+	ctx := c.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	if c.HTTPClient != nil {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, c.HTTPClient)
 	}

@@ -94,7 +94,6 @@ type Instance struct {
 	notBefore time.Time
 	failures  int // consecutive failed requests
 	throttles int // consecutive 429s
-	paused    bool
 	closed    bool
 
 	newest     time.Time // newest event time Graph has returned
@@ -166,9 +165,19 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 	if o.Repeat == 0 {
 		o.Repeat = 15 * time.Minute
 	}
-	o.Logger.Redact(cfg.ClientSecret)
-	o.Logger.Redact(cfg.PrivateKeyPassword)
+	o.Logger.Secret("client_secret", cfg.ClientSecret)
+	o.Logger.Secret("private_key_password", cfg.PrivateKeyPassword)
+	// Every request of the instance, token requests included, ends when
+	// it is cancelled (Close, or a stop).
+	ctx, cancel := context.WithCancel(context.Background())
+	started := false
+	defer func() {
+		if !started {
+			cancel()
+		}
+	}()
 	creds := auth.Credentials{
+		Context:            ctx,
 		Kind:               cfg.Auth,
 		TenantID:           cfg.TenantID,
 		ClientID:           cfg.ClientID,
@@ -187,7 +196,7 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		log := o.Logger
 		creds.SecretFile = func() (string, error) {
 			s, err := config.ReadSecretFile(file)
-			log.Redact(s)
+			log.Secret("client_secret_file", s)
 			return s, err
 		}
 	}
@@ -239,7 +248,7 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		in.st.open = state.Open
 	}
 	// From here on a failure closes what was opened (Close).
-	in.ctx, in.cancel = context.WithCancel(context.Background())
+	in.ctx, in.cancel, started = ctx, cancel, true
 	if cfg.MetricsListen != "" {
 		release, err := metrics.Serve(cfg.MetricsListen)
 		if err != nil {
@@ -299,12 +308,6 @@ func (in *Instance) Abandon() {
 // Logf logs an error line for this instance, secrets scrubbed.
 func (in *Instance) Logf(format string, args ...any) { in.log.Errorf(format, args...) }
 
-// Pause stops delivery until Resume (Fluent Bit's back-pressure).
-func (in *Instance) Pause() { in.paused = true }
-
-// Resume lifts Pause.
-func (in *Instance) Resume() { in.paused = false }
-
 // Collect returns the next batch of msgpack records, or nil when there is
 // nothing to deliver now. A non-empty batch must be followed by Commit once
 // Fluent Bit has taken it; an empty one is committed here.
@@ -316,9 +319,6 @@ func (in *Instance) Collect() []byte {
 		// Fluent Bit calls the next collect only after it appended the
 		// previous batch; a missing cleanup call means it did.
 		in.Commit()
-	}
-	if in.paused {
-		return nil
 	}
 	now := in.now()
 	if b, hold := in.stateGate(now); hold {
@@ -688,6 +688,11 @@ func (in *Instance) onSuccess(now time.Time) {
 
 // onError decides when to retry and which condition to raise.
 func (in *Instance) onError(now time.Time, err error) {
+	if in.ctx.Err() != nil {
+		// Stopping: the request was cancelled, nothing to report.
+		in.notBefore = now.Add(time.Second)
+		return
+	}
 	in.Stats.Errors++
 	in.failures++
 	var (

@@ -350,21 +350,6 @@ func TestCommitProtocol(t *testing.T) {
 	}
 }
 
-func TestPauseDeliversNothing(t *testing.T) {
-	r := newRig(t, graphsim.Options{Seed: 4})
-	addEvents(r.sim, 10, r.clk.Now().Add(-5*time.Minute), r.clk.Now(), 20, fixedLateness(0))
-	r.in.Pause()
-	r.run(3*time.Minute, time.Second)
-	if len(r.events) != 0 || r.sim.Stats().Requests != 0 {
-		t.Fatal("a paused input sent requests or delivered")
-	}
-	r.in.Resume()
-	r.run(10*time.Second, time.Second)
-	if len(r.events) != 20 {
-		t.Fatalf("after resume: %d events", len(r.events))
-	}
-}
-
 func TestWrongSecretRaisesAuthFailedAndNeverLeaks(t *testing.T) {
 	const secret = "Wr0ng~Secret.Value_123"
 	r := newRig(t, graphsim.Options{Seed: 5}, "client_secret", secret)
