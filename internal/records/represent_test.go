@@ -163,6 +163,7 @@ func TestSkippedRecordsSayWhyAndWhich(t *testing.T) {
 		{`{"id":"t3","createdDateTime":"yesterday"}`, "t3", `an object has an unreadable createdDateTime "yesterday"`},
 		{`{"id":"t4","createdDateTime":"0001-01-01T00:00:00Z"}`, "t4", `an object has an unreadable createdDateTime "0001-01-01T00:00:00Z"`},
 		{`"just a string"`, "", "an element of value is not a JSON object"},
+		{`{"id":"line\nbreak\u0000","a":tru}`, "line\uFFFDbreak\uFFFD", "malformed JSON at byte 97: invalid value"},
 	}
 	for _, r := range rows {
 		body := `{"value":[` + rec("before", "") + `,` + r.elem + `,` + rec("after", "") + `]}`

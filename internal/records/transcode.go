@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
@@ -145,17 +146,24 @@ func joinIDs(ids []string, total int) string {
 	return s
 }
 
-// listedID is an id as a Page lists it: at most maxIDLen bytes, cut on a
-// character boundary.
+// listedID is an id as a Page lists it, for messages and log lines: at most
+// maxIDLen bytes, cut on a character boundary, control characters as
+// U+FFFD.
 func listedID(id []byte) string {
-	if len(id) <= maxIDLen {
-		return string(id)
+	cut := ""
+	if len(id) > maxIDLen {
+		n := maxIDLen
+		for n > 0 && !utf8.RuneStart(id[n]) {
+			n--
+		}
+		id, cut = id[:n], "…"
 	}
-	n := maxIDLen
-	for n > 0 && !utf8.RuneStart(id[n]) {
-		n--
-	}
-	return string(id[:n]) + "…"
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, string(id)) + cut
 }
 
 func (p *Page) skip(reason string, id []byte) {
