@@ -23,6 +23,7 @@ const (
 	LookbackWidened Code = "lookback_widened"
 	LateArrivals    Code = "late_arrivals"
 	InvalidRecords  Code = "invalid_records"
+	AlteredRecords  Code = "altered_records"
 	StateError      Code = "state_error"
 )
 

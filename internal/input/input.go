@@ -441,18 +441,52 @@ func (in *Instance) readPage(now time.Time) {
 	if chunk.Class == schedule.Live && !chunk.Planned.Before(in.began) && res.Newest.After(in.newest) {
 		in.newest = res.Newest
 	}
-	if in.page.Invalid > 0 {
-		in.Stats.Invalid += in.page.Invalid
-		msg := fmt.Sprintf("Graph returned %d objects that cannot be delivered (%s); they are skipped", in.page.Invalid, in.page.FirstInvalid)
-		if in.health.Event(now, health.InvalidRecords, msg, records.Field{Key: "count", Value: in.page.Invalid}, records.Field{Key: "request_id", Value: resp.RequestID}) {
-			in.log.Warnf("%s (request-id %s)", msg, resp.RequestID)
-		}
-	}
+	in.reportPage(now, resp.RequestID)
 	clear(in.inPage)
 	in.pending = &commit{chunk: chunk.ID, result: res, when: now, class: chunk.Class}
 	// A full page without a nextLink, from a service that answers that way
 	// instead of paging: the range may hold more than a page.
 	in.pending.split = in.profile.NoNextLink && in.page.NextLink == "" && len(in.page.Records)+in.page.Invalid >= in.req.top
+}
+
+// reportPage reports the objects of the page that were skipped, or
+// delivered in another form so that Fluent Bit's outputs can carry them.
+func (in *Instance) reportPage(now time.Time, requestID string) {
+	p := &in.page
+	if p.Invalid > 0 {
+		in.Stats.Invalid += p.Invalid
+		msg := fmt.Sprintf("Graph returned %d objects that cannot be delivered (%s); they are skipped", p.Invalid, p.SkippedReasons())
+		fields := []records.Field{{Key: "count", Value: p.Invalid}, {Key: "request_id", Value: requestID}}
+		if ids := p.SkippedIDs(); ids != "" {
+			msg += "; ids " + ids
+			fields = append(fields, records.Field{Key: "ids", Value: ids})
+		}
+		if in.health.Event(now, health.InvalidRecords, msg, fields...) {
+			in.log.Warnf("%s (request-id %s)", msg, requestID)
+		}
+	}
+	if p.Deep.Count+p.Numbers.Count+p.Text.Count == 0 {
+		return
+	}
+	var parts []string
+	fields := []records.Field{{Key: "request_id", Value: requestID}}
+	for _, a := range []struct {
+		key, what string
+		alt       *records.Altered
+	}{
+		{"deep_count", fmt.Sprintf("nested deeper than %d levels, delivered with what lies deeper as a string of its JSON text", records.SafeDepth), &p.Deep},
+		{"number_count", "with numbers beyond float64 (such as 1e400), delivered as strings of their text", &p.Numbers},
+		{"text_count", "with invalid UTF-8 or lone surrogate escapes, delivered with U+FFFD in their place", &p.Text},
+	} {
+		if a.alt.Count > 0 {
+			parts = append(parts, fmt.Sprintf("%d objects %s (ids %s)", a.alt.Count, a.what, a.alt.IDList()))
+			fields = append(fields, records.Field{Key: a.key, Value: a.alt.Count})
+		}
+	}
+	msg := "Graph returned objects Fluent Bit's outputs cannot carry as sent: " + strings.Join(parts, "; ")
+	if in.health.Event(now, health.AlteredRecords, msg, fields...) {
+		in.log.Warnf("%s (request-id %s)", msg, requestID)
+	}
 }
 
 // countRequest records the request's outcome and the token requests it
