@@ -590,3 +590,23 @@ func liveTraffic(sim *graphsim.Server, rng *rand.Rand, rate float64, late graphs
 	}()
 	return done
 }
+
+// runUntilAll lets Fluent Bit run until the receiver holds every event
+// the simulator has, or deadline passes.
+func runUntilAll(t *testing.T, fb *fbProc, recv *ackReceiver, sim *graphsim.Server, deadline time.Time) {
+	t.Helper()
+	for {
+		fb.run(t, 2*time.Second)
+		ids := recv.ids()
+		complete := true
+		for _, e := range sim.Events() {
+			if !ids[e.ID] {
+				complete = false
+				break
+			}
+		}
+		if complete || time.Now().After(deadline) {
+			return
+		}
+	}
+}

@@ -113,20 +113,7 @@ pipeline:
 
 	<-genDone
 	deadline := began.Add(outageLimit)
-	for {
-		fb.run(t, 2*time.Second)
-		ids := recv.ids()
-		complete := true
-		for _, e := range sim.Events() {
-			if !ids[e.ID] {
-				complete = false
-				break
-			}
-		}
-		if complete || time.Now().After(deadline) {
-			break
-		}
-	}
+	runUntilAll(t, fb, recv, sim, deadline)
 	completedAt, afterBack := time.Since(began), time.Since(back)
 	fb.run(t, 5*time.Second) // a duplicate would show now
 	plug := scrape("http://" + metricsAddr + "/metrics")

@@ -140,20 +140,7 @@ pipeline:
 	sc = startScraper(metricsURL, time.Second)
 	second := fb
 	<-genDone
-	for {
-		fb.run(t, 2*time.Second)
-		ids := recv.ids()
-		complete := true
-		for _, e := range sim.Events() {
-			if !ids[e.ID] {
-				complete = false
-				break
-			}
-		}
-		if complete || time.Now().After(deadline) {
-			break
-		}
-	}
+	runUntilAll(t, fb, recv, sim, deadline)
 	completedAt := time.Since(began)
 	fb.run(t, 5*time.Second) // a duplicate would show now
 	fb.stopTERM(t)
