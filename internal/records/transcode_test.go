@@ -317,7 +317,7 @@ func FuzzDecodePage(f *testing.F) {
 	f.Add([]byte(`{"@odata.nextLink":"https://graph.microsoft.com/v1.0/x?$skiptoken=1","value":[]}`))
 	f.Add([]byte(`{"value":[{"id":"1","createdDateTime":"2024-01-01T00:00:01Z","n":[1e400,-0.0,12345678901234567890123]}]}`))
 	f.Add([]byte("{\"value\":[\"\\ud83d\\ude00\xff\"]}"))
-	f.Add([]byte(`{"value":[{"id":"1","createdDateTime":"2024-01-01T00:00:01Z","n":[1e-400,-1E400,0e-999]},{"id":"2","createdDateTime":"2024-01-01T00:00:01Z","a":tru},{"id":"3","createdDateTime":"2024-01-01T00:00:01Z"}]}`))
+	f.Add([]byte(`{"value":[{"id":"1","createdDateTime":"2024-01-01T00:00:01Z","n":[1e-400,-1E400,0e-999,1e9999999999,-1e-9999999999,0e9999999999]},{"id":"2","createdDateTime":"2024-01-01T00:00:01Z","a":tru},{"id":"3","createdDateTime":"2024-01-01T00:00:01Z"}]}`))
 	f.Add([]byte(`{"value":[{"id":"1","createdDateTime":"2024-01-01T00:00:01Z","d":` + nest(SafeDepth+2, `{"k":[1, "\u00e9\ud800"]}`) + `}]}`))
 	f.Add([]byte(`{"value":[{"id":"1","createdDateTime":"2024-01-01T00:00:01Z","d":` + nest(maxDepth, `1`) + `},{"id":"2"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
