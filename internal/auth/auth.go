@@ -22,6 +22,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/in-msgraph/in_msgraph/internal/logging"
 )
 
 // Credential kinds, the values of Credentials.Kind.
@@ -353,11 +355,7 @@ func firstSentence(s string) string {
 	return s
 }
 
-func redact(s string, secrets ...string) string {
-	for _, secret := range secrets {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, "(redacted)")
-		}
-	}
-	return s
-}
+// redact scrubs the secrets from an error's text, as the log lines are
+// (a secret too short to tell apart from ordinary text is left, and the
+// configuration warns of it).
+func redact(s string, secrets ...string) string { return logging.ScrubText(s, secrets...) }

@@ -130,6 +130,18 @@ func (l *Logger) Scrub(s string) string {
 	return s
 }
 
+// ScrubText replaces, in s, the whole occurrences of each secret at least
+// MinSecretLen long, as Logger.Scrub does for the secrets it holds: for
+// texts that are built before a logger sees them, such as errors.
+func ScrubText(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if utf8.RuneCountInString(sec) >= MinSecretLen {
+			s = replaceWhole(s, sec)
+		}
+	}
+	return s
+}
+
 // replaceWhole replaces the whole occurrences of sec in s with Redacted.
 func replaceWhole(s, sec string) string {
 	var b strings.Builder
