@@ -57,6 +57,21 @@
 // Graph's order is not shrunk (its chain is read to the end); if its chain
 // fails, it is split in halves, which shrinks it.
 //
+// Unreadable stretches. A query whose page Graph keeps answering with a
+// body that cannot be read (one object that breaks the JSON, which no
+// retry mends) would otherwise fail forever, and with it every query that
+// covers its time. Such a chunk is isolated: it is split in halves, each
+// half read on its own, and a half that fails again is split again, so
+// everything around the bad stretch is delivered. A chunk of two seconds
+// or less cannot be split (the filter has whole seconds): it becomes an
+// unreadable stretch, widened to whole seconds plus the reach of the
+// filter's bounds (Grain) on each side, so that the parts of other queries
+// that end or start at its bounds cannot read its bad page. Stretches are
+// kept in the state, carved out of every query, retried every Retry (the
+// first reconcile delay, or lookback), and given up only when older than
+// max_lookback. Their time holds back the horizon, so a stretch read at
+// last delivers only what was not delivered before.
+//
 // Configuration changes. Levels are kept with their period and reach, and
 // sweeps with their delay, so a run with another poll_interval, lookback or
 // reconcile list adapts them rather than reinterpreting them: a level that
@@ -115,7 +130,30 @@ type Chunk struct {
 	Pinned  bool      `json:"pinned,omitempty"`
 	// Requests counts the pages read, for the progress bound and reports.
 	Requests int `json:"requests,omitempty"`
+	// Isolating marks a half of a chunk whose page could not be read,
+	// and Stretch the retry of an unreadable stretch: neither is merged
+	// with other work, so the bad page stays within as little time as
+	// possible.
+	Isolating bool `json:"isolating,omitempty"`
+	Stretch   bool `json:"stretch,omitempty"`
 }
+
+// Stretch is a range of time whose pages Graph answered with a body that
+// cannot be read, kept out of every other query and retried on its own.
+type Stretch struct {
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
+	Found time.Time `json:"found"`
+	// Retry is when it is next queried, Tries how often it failed.
+	Retry     time.Time `json:"retry"`
+	Tries     int       `json:"tries"`
+	RequestID string    `json:"request_id,omitempty"`
+}
+
+// MaxStretches bounds the unreadable stretches kept: more than this many
+// says Graph's answers are unreadable in general, not for one stretch,
+// and the queries are then retried whole like any failing request.
+const MaxStretches = 32
 
 // started reports whether a page of c has been read: it is then no longer
 // merged with new work.
@@ -151,6 +189,8 @@ type State struct {
 	Forgotten time.Time `json:"forgotten,omitzero"`
 	Pending   []Chunk   `json:"pending"`
 	NextID    uint64    `json:"next_id"`
+	// Unreadable are the stretches whose pages Graph answers unreadably.
+	Unreadable []Stretch `json:"unreadable,omitempty"`
 
 	// LegacyRuns and LegacyCursors are how files written before levels
 	// and sweeps carried their periods and delays held them (by index).
@@ -196,6 +236,14 @@ func DecodeState(raw []byte) (State, error) {
 			return State{}, fmt.Errorf("schedule has a damaged pending query")
 		}
 	}
+	if len(st.Unreadable) > MaxStretches {
+		return State{}, fmt.Errorf("schedule has too many unreadable stretches")
+	}
+	for _, u := range st.Unreadable {
+		if !ok(u.From) || !ok(u.To) || !ok(u.Found) || !ok(u.Retry) || u.From.IsZero() || u.To.Before(u.From) || u.Tries < 0 {
+			return State{}, fmt.Errorf("schedule has a damaged unreadable stretch")
+		}
+	}
 	if !st.Started.IsZero() {
 		if len(st.Levels) == 0 && len(st.LegacyRuns) == 0 {
 			return State{}, fmt.Errorf("schedule has started but has no levels")
@@ -228,12 +276,25 @@ type Params struct {
 	MaxLookback     time.Duration
 	Reconcile       []time.Duration
 	InitialLookback time.Duration
+	// Grain is how far a query may read past its bounds, which its
+	// filter widens to whole seconds: 1s with ge/le, 2s with gt/lt.
+	// Zero is 1s.
+	Grain time.Duration
+}
+
+func (p Params) grain() time.Duration {
+	if p.Grain <= 0 {
+		return time.Second
+	}
+	return p.Grain
 }
 
 // Schedule plans chunks. It is not safe for concurrent use.
 type Schedule struct {
 	p  Params
 	st State
+	// abandoned are the stretches given up, until TakeAbandoned.
+	abandoned []Stretch
 }
 
 // New returns a schedule that starts afresh.
@@ -259,6 +320,7 @@ func Restore(p Params, st State, now time.Time) *Schedule {
 	// An unordered chunk goes back to its planned bound. Ids that repeat,
 	// or that next_id does not exceed (a damaged file), are given afresh.
 	s.st.Pending = append([]Chunk(nil), st.Pending...)
+	s.st.Unreadable = append([]Stretch(nil), st.Unreadable...)
 	ids := map[uint64]bool{}
 	for i := range s.st.Pending {
 		c := &s.st.Pending[i]
@@ -342,6 +404,7 @@ func (s *Schedule) State() State {
 	st.Levels = append([]LevelRun(nil), s.st.Levels...)
 	st.Sweeps = append([]Sweep(nil), s.st.Sweeps...)
 	st.Pending = append([]Chunk(nil), s.st.Pending...)
+	st.Unreadable = append([]Stretch(nil), s.st.Unreadable...)
 	return st
 }
 
@@ -404,7 +467,7 @@ func (s *Schedule) Plan(now time.Time) bool {
 		}
 		return true
 	}
-	added := false
+	added := s.retryStretches(now)
 	lv := s.st.Levels
 	if now.Sub(lv[0].Run) >= lv[0].Period {
 		start := now
@@ -445,7 +508,7 @@ func (s *Schedule) add(c Chunk) {
 	c.OrigTo = c.To
 	for i := 0; i < len(s.st.Pending); {
 		o := s.st.Pending[i]
-		if o.Class == c.Class && !o.started() && !o.From.After(c.To) && !c.From.After(o.To) {
+		if o.Class == c.Class && !o.started() && !o.Isolating && !o.Stretch && !o.From.After(c.To) && !c.From.After(o.To) {
 			if o.From.Before(c.From) {
 				c.From = o.From
 			}
@@ -460,9 +523,11 @@ func (s *Schedule) add(c Chunk) {
 		}
 		i++
 	}
-	s.st.NextID++
-	c.ID = s.st.NextID
-	s.st.Pending = append(s.st.Pending, c)
+	for _, p := range s.outside(c) {
+		s.st.NextID++
+		p.ID = s.st.NextID
+		s.st.Pending = append(s.st.Pending, p)
+	}
 	s.sortPending()
 }
 
@@ -560,6 +625,9 @@ func (s *Schedule) PageDone(id uint64, r PageResult) (Chunk, bool, error) {
 	if r.Next == "" {
 		done := *c
 		s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
+		if done.Stretch {
+			s.dropStretch(done.From, done.To)
+		}
 		return done, true, nil
 	}
 	c.Link = r.Next
@@ -680,6 +748,11 @@ func (s *Schedule) horizon(now time.Time) time.Time {
 			h = c.From
 		}
 	}
+	for _, u := range s.st.Unreadable {
+		if u.From.Before(h) {
+			h = u.From
+		}
+	}
 	return h.Add(-s.p.PollInterval)
 }
 
@@ -731,4 +804,233 @@ func (s *Schedule) Backlog(now time.Time) (live, reconcile time.Duration, chunks
 		}
 	}
 	return live, reconcile, len(s.st.Pending)
+}
+
+// Stretches returns the unreadable stretches.
+func (s *Schedule) Stretches() []Stretch { return append([]Stretch(nil), s.st.Unreadable...) }
+
+// retryEvery is how often a stretch is queried again: on the reconcile
+// schedule, or every lookback without one.
+func (s *Schedule) retryEvery() time.Duration {
+	if len(s.p.Reconcile) > 0 {
+		return s.p.Reconcile[0]
+	}
+	return max(s.p.Lookback, s.p.PollInterval)
+}
+
+// retryStretches queues the stretches that are due, and gives up those
+// older than max_lookback (see TakeAbandoned). It reports whether it
+// queued any.
+func (s *Schedule) retryStretches(now time.Time) bool {
+	added := false
+	kept := s.st.Unreadable[:0]
+	for _, u := range s.st.Unreadable {
+		if now.Sub(u.To) > s.p.MaxLookback {
+			s.abandoned = append(s.abandoned, u)
+			continue
+		}
+		if !now.Before(u.Retry) && !s.queued(u) {
+			u.Retry = now.Add(s.retryEvery())
+			s.st.NextID++
+			s.st.Pending = append(s.st.Pending, Chunk{ID: s.st.NextID, From: u.From, To: u.To, OrigTo: u.To,
+				Class: Reconcile, Planned: now, Stretch: true})
+			added = true
+		}
+		kept = append(kept, u)
+	}
+	s.st.Unreadable = kept
+	if added {
+		s.sortPending()
+	}
+	return added
+}
+
+// TakeAbandoned returns the stretches given up since the last call: they
+// stayed unreadable until older than max_lookback.
+func (s *Schedule) TakeAbandoned() []Stretch {
+	a := s.abandoned
+	s.abandoned = nil
+	return a
+}
+
+func (s *Schedule) queued(u Stretch) bool {
+	for _, c := range s.st.Pending {
+		if c.Stretch && c.From.Equal(u.From) && c.To.Equal(u.To) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Schedule) dropStretch(from, to time.Time) {
+	for i, u := range s.st.Unreadable {
+		if u.From.Equal(from) && u.To.Equal(to) {
+			s.st.Unreadable = append(s.st.Unreadable[:i], s.st.Unreadable[i+1:]...)
+			return
+		}
+	}
+}
+
+// outside returns the parts of c outside every unreadable stretch (c
+// itself when it meets none). A part ends at a stretch's From or starts at
+// its To: the stretch reaches a grain beyond the time that failed, so its
+// neighbours' widened bounds cannot reach its bad page.
+func (s *Schedule) outside(c Chunk) []Chunk {
+	parts := []Chunk{c}
+	if c.Stretch {
+		return parts
+	}
+	for _, u := range s.st.Unreadable {
+		var next []Chunk
+		for _, p := range parts {
+			if !p.To.After(u.From) || !p.From.Before(u.To) {
+				next = append(next, p)
+				continue
+			}
+			if p.From.Before(u.From) {
+				lo := fresh(p)
+				lo.To, lo.OrigTo = u.From, u.From
+				next = append(next, lo)
+			}
+			if p.To.After(u.To) {
+				hi := fresh(p)
+				hi.From = u.To
+				next = append(next, hi)
+			}
+		}
+		parts = next
+	}
+	return parts
+}
+
+// fresh is c as a new chunk of the same range, class and plan.
+func fresh(c Chunk) Chunk {
+	return Chunk{From: c.From, To: c.To, OrigTo: c.To, Class: c.Class, Planned: c.Planned, Isolating: c.Isolating}
+}
+
+// Carve replaces chunk id by its parts outside the unreadable stretches,
+// and reports whether it met one: a query whose page failed because its
+// range reaches into a stretch found since it started.
+func (s *Schedule) Carve(id uint64) bool {
+	i := s.find(id)
+	if i < 0 || s.st.Pending[i].Stretch {
+		return false
+	}
+	c := s.st.Pending[i]
+	parts := s.outside(c)
+	if len(parts) == 1 && parts[0].From.Equal(c.From) && parts[0].To.Equal(c.To) {
+		return false
+	}
+	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
+	for _, p := range parts {
+		s.st.NextID++
+		p.ID = s.st.NextID
+		s.st.Pending = append(s.st.Pending, p)
+	}
+	s.sortPending()
+	return true
+}
+
+// Isolation is what Isolate did.
+type Isolation int
+
+// Isolate outcomes.
+const (
+	// Refused: too many stretches are kept already; the chunk stays.
+	Refused Isolation = iota
+	// Halved: the chunk was split in halves, each read on its own.
+	Halved
+	// Quarantined: the chunk became an unreadable stretch (the Stretch
+	// returned), carved out of all other work.
+	Quarantined
+	// Failed: the chunk was the retry of a stretch, which stays
+	// unreadable until its next retry.
+	Failed
+)
+
+// Isolate handles chunk id, whose page Graph keeps answering unreadably
+// (see the package comment).
+func (s *Schedule) Isolate(id uint64, now time.Time, requestID string) (Stretch, Isolation) {
+	i := s.find(id)
+	if i < 0 {
+		return Stretch{}, Refused
+	}
+	c := s.st.Pending[i]
+	if c.Stretch {
+		s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
+		for k := range s.st.Unreadable {
+			if u := &s.st.Unreadable[k]; u.From.Equal(c.From) && u.To.Equal(c.To) {
+				u.Tries++
+				u.RequestID = requestID
+				return *u, Failed
+			}
+		}
+		return Stretch{}, Failed
+	}
+	if len(s.st.Unreadable) >= MaxStretches {
+		return Stretch{}, Refused
+	}
+	if c.To.Sub(c.From) > 2*time.Second {
+		s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
+		mid := c.From.Add(c.To.Sub(c.From) / 2)
+		for _, h := range []Chunk{{From: c.From, To: mid}, {From: mid, To: c.To}} {
+			h.Class, h.Planned, h.Isolating = c.Class, c.Planned, true
+			h.OrigTo = h.To
+			s.st.NextID++
+			h.ID = s.st.NextID
+			s.st.Pending = append(s.st.Pending, h)
+		}
+		s.sortPending()
+		return Stretch{}, Halved
+	}
+	g := s.p.grain()
+	u := Stretch{From: c.From.Truncate(time.Second).Add(-g), To: ceilSecond(c.To).Add(g), Found: now,
+		Retry: now.Add(s.retryEvery()), Tries: 1, RequestID: requestID}
+	// One stretch per bad page: overlapping ones become one.
+	kept := s.st.Unreadable[:0]
+	for _, o := range s.st.Unreadable {
+		if !o.To.Before(u.From) && !u.From.After(o.To) && !o.From.After(u.To) {
+			u.From, u.To = earlier(o.From, u.From), later(o.To, u.To)
+			u.Found, u.Tries = earlier(o.Found, u.Found), max(o.Tries, u.Tries)
+			continue
+		}
+		kept = append(kept, o)
+	}
+	s.st.Unreadable = append(kept, u)
+	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
+	// Queued work that reaches into it is carved now; work already being
+	// paged is carved if its page fails.
+	var pending []Chunk
+	for _, p := range s.st.Pending {
+		if p.started() || p.Stretch {
+			pending = append(pending, p)
+			continue
+		}
+		for k, q := range s.outside(p) {
+			if k > 0 || !q.From.Equal(p.From) || !q.To.Equal(p.To) {
+				s.st.NextID++
+				q.ID = s.st.NextID
+			} else {
+				q = p
+			}
+			pending = append(pending, q)
+		}
+	}
+	s.st.Pending = pending
+	s.sortPending()
+	return u, Quarantined
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.After(b) {
+		return b
+	}
+	return a
+}
+
+func ceilSecond(t time.Time) time.Time {
+	if f := t.Truncate(time.Second); f.Before(t) {
+		return f.Add(time.Second)
+	}
+	return t
 }
