@@ -25,6 +25,9 @@ const (
 	InvalidRecords  Code = "invalid_records"
 	AlteredRecords  Code = "altered_records"
 	StateError      Code = "state_error"
+	// UnreadablePage is a stretch of time whose pages cannot be read; it
+	// is reported for each stretch, whatever the rate.
+	UnreadablePage Code = "unreadable_page"
 )
 
 // Monitor builds health records for one input. It is not safe for
@@ -103,6 +106,12 @@ func (m *Monitor) Event(now time.Time, c Code, msg string, figures ...records.Fi
 	m.last[c] = now
 	m.emit(now, c, "event", msg, figures)
 	return true
+}
+
+// Report queues a record with its own status, without rate limit: for
+// reports that are few by construction, each of which matters.
+func (m *Monitor) Report(now time.Time, c Code, status, msg string, figures ...records.Field) {
+	m.emit(now, c, status, msg, figures)
 }
 
 func (m *Monitor) emit(now time.Time, c Code, status, msg string, figures []records.Field) {

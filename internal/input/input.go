@@ -52,6 +52,9 @@ type Stats struct {
 	Errors, Throttled, Commits                      int
 	LateArrivals                                    int
 	LinkRefused                                     int // nextLinks Graph refused (expired)
+	// Unreadable counts the pages that could not be read, Stretches the
+	// unreadable stretches found.
+	Unreadable, Stretches int
 }
 
 // Instance is one configured input.
@@ -89,12 +92,14 @@ type Instance struct {
 	followed  map[uint64]map[string]struct{}
 	req       request
 	linkFails int // nextLinks Graph refused in a row
-	top       int // $top now: page_size, halved while pages are too large
-	topOK     int // pages read since top was last halved
-	notBefore time.Time
-	failures  int // consecutive failed requests
-	throttles int // consecutive 429s
-	closed    bool
+	// unreadable counts, per chunk, the unreadable answers in a row.
+	unreadable map[uint64]int
+	top        int // $top now: page_size, halved while pages are too large
+	topOK      int // pages read since top was last halved
+	notBefore  time.Time
+	failures   int // consecutive failed requests
+	throttles  int // consecutive 429s
+	closed     bool
 
 	newest     time.Time // newest event time Graph has returned
 	lastPoll   time.Time // last page read successfully
@@ -134,6 +139,8 @@ type commit struct {
 	result schedule.PageResult
 	when   time.Time
 	class  schedule.Class
+	// stretch: the page is of the retry of an unreadable stretch.
+	stretch bool
 }
 
 type lateAgg struct {
@@ -223,21 +230,22 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		o.Budget = budget.Shared(profile.BudgetKey(cfg.AuthorityHost, cfg.TenantID, cfg.ClientID), b.Requests, b.Window)
 	}
 	in := &Instance{
-		cfg:      cfg,
-		profile:  profile,
-		now:      o.Now,
-		rng:      o.Rand,
-		log:      o.Logger,
-		tokens:   tokens,
-		client:   client,
-		budget:   o.Budget,
-		seen:     dedup.New(),
-		health:   health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
-		dec:      records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
-		inPage:   map[records.Key]struct{}{},
-		began:    o.Now(),
-		followed: map[uint64]map[string]struct{}{},
-		top:      profile.Top(cfg.PageSize),
+		cfg:        cfg,
+		profile:    profile,
+		now:        o.Now,
+		rng:        o.Rand,
+		log:        o.Logger,
+		tokens:     tokens,
+		client:     client,
+		budget:     o.Budget,
+		seen:       dedup.New(),
+		health:     health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
+		dec:        records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
+		inPage:     map[records.Key]struct{}{},
+		began:      o.Now(),
+		followed:   map[uint64]map[string]struct{}{},
+		unreadable: map[uint64]int{},
+		top:        profile.Top(cfg.PageSize),
 
 		transport: o.Transport,
 		metrics:   metrics.For(o.Name, cfg.Source),
@@ -263,6 +271,9 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		MaxLookback:     cfg.MaxLookback,
 		Reconcile:       cfg.Reconcile,
 		InitialLookback: cfg.InitialLookback,
+	}
+	if in.profile.Strict {
+		params.Grain = 2 * time.Second
 	}
 	in.sched = schedule.New(params)
 	if cfg.DB == "" {
@@ -325,6 +336,7 @@ func (in *Instance) Collect() []byte {
 		return b
 	}
 	in.sched.Plan(now)
+	in.abandonStretches(now)
 	in.checkConditions(now)
 	in.batch = in.batch[:0]
 	in.page.Records = in.page.Records[:0]
@@ -387,9 +399,11 @@ func (in *Instance) readPage(now time.Time) {
 	in.Stats.Requests++
 	resp, err := in.client.Get(in.ctx, link)
 	in.countRequest(err)
+	unreadable := false
 	if err == nil {
 		err = in.dec.DecodePage(resp.Body, &in.page)
 		if err != nil {
+			unreadable = true
 			err = &graph.TransportError{Err: fmt.Errorf("the page could not be read: %w", err), RequestID: resp.RequestID}
 		}
 	}
@@ -407,6 +421,9 @@ func (in *Instance) readPage(now time.Time) {
 			in.linkRefused(now, chunk, err)
 			return
 		}
+		if unreadable && in.unreadablePage(now, chunk, resp.RequestID, err) {
+			return
+		}
 		// A chunk whose page keeps failing must not hold up the others;
 		// it keeps its link, and is pinned again by its next page.
 		in.sched.Unpin(chunk.ID)
@@ -414,6 +431,7 @@ func (in *Instance) readPage(now time.Time) {
 		return
 	}
 	in.linkFails = 0
+	delete(in.unreadable, chunk.ID)
 	in.onSuccess(now)
 	in.Stats.Pages++
 	if full := in.profile.Top(in.cfg.PageSize); in.top < full {
@@ -443,7 +461,7 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	in.reportPage(now, resp.RequestID)
 	clear(in.inPage)
-	in.pending = &commit{chunk: chunk.ID, result: res, when: now, class: chunk.Class}
+	in.pending = &commit{chunk: chunk.ID, result: res, when: now, class: chunk.Class, stretch: chunk.Stretch}
 	// A full page without a nextLink, from a service that answers that way
 	// instead of paging: the range may hold more than a page.
 	in.pending.split = in.profile.NoNextLink && in.page.NextLink == "" && len(in.page.Records)+in.page.Invalid >= in.req.top
@@ -537,6 +555,90 @@ func (in *Instance) linkRefused(now time.Time, c schedule.Chunk, err error) {
 	}
 }
 
+// unreadableTries is how many unreadable answers in a row isolate a
+// chunk: a body cut short by the network is read at the next try.
+const unreadableTries = 3
+
+// unreadablePage handles a page whose body could not be read (see
+// schedule's Unreadable stretches), and reports whether it did; when too
+// many stretches are kept already, the failure is handled as any other.
+func (in *Instance) unreadablePage(now time.Time, c schedule.Chunk, requestID string, err error) bool {
+	in.Stats.Unreadable++
+	// Failures in a row are reported as for any request, until the
+	// chunk is isolated: its halves' failures are expected, and what
+	// they find is reported as unreadable_page.
+	if !c.Isolating && !c.Stretch {
+		if in.failures++; in.failures >= 3 {
+			msg := fmt.Sprintf("%v (%d failures in a row)", err, in.failures)
+			if in.health.Fire(now, health.APIError, in.log.Scrub(msg), records.Field{Key: "request_id", Value: requestID},
+				records.Field{Key: "consecutive_failures", Value: in.failures}) {
+				in.log.Errorf("%s", msg)
+			}
+		}
+	}
+	if in.sched.Carve(c.ID) {
+		// The query reaches into a stretch found since it started.
+		delete(in.unreadable, c.ID)
+		delete(in.followed, c.ID)
+		in.notBefore = now.Add(time.Second)
+		return true
+	}
+	n := in.unreadable[c.ID] + 1
+	in.unreadable[c.ID] = n
+	if n < unreadableTries && !c.Stretch {
+		in.sched.Unpin(c.ID)
+		if n > 1 && in.req.linked {
+			in.restartChain()
+		}
+		wait := in.backoff(n, time.Second, time.Minute)
+		in.log.Warnf("%v; retrying in %s", err, wait.Round(time.Millisecond))
+		in.notBefore = now.Add(wait)
+		return true
+	}
+	u, what := in.sched.Isolate(c.ID, now, requestID)
+	if what == schedule.Refused {
+		if !c.Isolating && !c.Stretch {
+			in.failures-- // counted again as any failure
+		}
+		return false
+	}
+	delete(in.unreadable, c.ID)
+	delete(in.followed, c.ID)
+	in.notBefore = now.Add(time.Second)
+	switch what {
+	case schedule.Halved:
+		in.log.Infof("%v, %d times for the %s query %s..%s: it is read in halves, to deliver everything around the part that cannot be read",
+			err, n, c.Class, c.From.UTC().Format(time.RFC3339Nano), c.To.UTC().Format(time.RFC3339Nano))
+	case schedule.Quarantined:
+		in.Stats.Stretches++
+		msg := fmt.Sprintf("Graph's pages for %s to %s cannot be read (%v, request-id %s): the events of those seconds are not delivered yet; everything around them is. They are queried again every %s until %s",
+			u.From.UTC().Format(time.RFC3339), u.To.UTC().Format(time.RFC3339), err, requestID,
+			config.FormatDuration(u.Retry.Sub(now)), u.To.Add(in.cfg.MaxLookback).UTC().Format(time.RFC3339))
+		in.health.Report(now, health.UnreadablePage, "event", msg, append(stretchFields(u.From, u.To),
+			records.Field{Key: "request_id", Value: requestID}, records.Field{Key: "retry_at", Value: u.Retry.UTC().Format(time.RFC3339)})...)
+		in.log.Errorf("%s", msg)
+	case schedule.Failed:
+		in.log.Infof("Graph's pages for %s to %s still cannot be read (%v, request-id %s; %d tries); next try at %s",
+			u.From.UTC().Format(time.RFC3339), u.To.UTC().Format(time.RFC3339), err, requestID, u.Tries, u.Retry.UTC().Format(time.RFC3339))
+	}
+	return true
+}
+
+// abandonStretches reports the unreadable stretches given up.
+func (in *Instance) abandonStretches(now time.Time) {
+	for _, u := range in.sched.TakeAbandoned() {
+		msg := fmt.Sprintf("Graph's pages for %s to %s could not be read in %d tries since %s, and that time is now older than max_lookback (%s): its events are not delivered. Read them in the Entra admin center or with another query of that range",
+			u.From.UTC().Format(time.RFC3339), u.To.UTC().Format(time.RFC3339), u.Tries, u.Found.UTC().Format(time.RFC3339), config.FormatDuration(in.cfg.MaxLookback))
+		in.health.Report(now, health.UnreadablePage, "abandoned", msg, append(stretchFields(u.From, u.To),
+			records.Field{Key: "request_id", Value: u.RequestID}, records.Field{Key: "tries", Value: u.Tries})...)
+		in.log.Errorf("%s", msg)
+	}
+}
+
+func stretchFields(from, to time.Time) []records.Field {
+	return []records.Field{{Key: "range_start", Value: from.UTC().Format(time.RFC3339)}, {Key: "range_end", Value: to.UTC().Format(time.RFC3339)}}
+}
+
 // restartChain abandons the chain of the chunk just requested.
 func (in *Instance) restartChain() {
 	in.sched.Restart(in.req.chunk)
@@ -575,7 +677,8 @@ func (in *Instance) Commit() {
 	}
 	in.Stats.Delivered += len(c.add)
 	in.metrics.Delivered(len(c.add))
-	if c.class == schedule.Reconcile && len(c.add) > 0 {
+	if c.class == schedule.Reconcile && !c.stretch && len(c.add) > 0 {
+		// (A stretch read at last says nothing of Graph's lateness.)
 		in.lateArrivals(now, c)
 	}
 	if c.split {
@@ -639,6 +742,12 @@ func (in *Instance) save(now time.Time, add []state.Entry, del []records.Key) {
 }
 
 func (in *Instance) chunkDone(now time.Time, c schedule.Chunk) {
+	if c.Stretch {
+		msg := fmt.Sprintf("Graph's pages for %s to %s can be read again; the events of that stretch not delivered before are delivered now",
+			c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339))
+		in.health.Report(now, health.UnreadablePage, "resolved", msg, stretchFields(c.From, c.To)...)
+		in.log.Infof("%s", msg)
+	}
 	if c.Returned > 0 {
 		if in.health.Clear(now, health.EmptyResult, "Graph returns events again for time ranges it had events for") {
 			in.log.Infof("empty results cleared")

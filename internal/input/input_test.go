@@ -52,7 +52,13 @@ func newRig(t *testing.T, simOpts graphsim.Options, kv ...string) *rig {
 // may answer a request itself (to serve what the simulator would not).
 func newRigFront(t *testing.T, simOpts graphsim.Options, front func(sim *graphsim.Server) http.Handler, kv ...string) *rig {
 	t.Helper()
-	clk := graphsim.NewClock(time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC))
+	return newRigClock(t, graphsim.NewClock(time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)), simOpts, front, kv...)
+}
+
+// newRigClock is newRigFront on a clock of the test's (which its front
+// handler may read).
+func newRigClock(t *testing.T, clk *graphsim.Clock, simOpts graphsim.Options, front func(sim *graphsim.Server) http.Handler, kv ...string) *rig {
+	t.Helper()
 	simOpts.Now = clk.Now
 	sim := graphsim.Start(t, simOpts)
 	base := sim.URL()
