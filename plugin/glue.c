@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <unistd.h>
 #include "glue.h"
 #include "_cgo_export.h"
 
@@ -119,4 +120,19 @@ const char *msgraph_input_name(void *ins)
     }
     fn = (msgraph_input_name_fn) dlsym(RTLD_DEFAULT, "flb_input_name");
     return fn ? fn(ins) : NULL;
+}
+
+/* void flb_engine_stop_ingestion(struct flb_config *) and void
+ * flb_storage_chunk_count(struct flb_config *, int *, int *), added in
+ * Fluent Bit 4.0.3 (include/fluent-bit/flb_engine.h, flb_storage.h). Only
+ * looked up, never called. */
+int msgraph_since_403(void)
+{
+    return dlsym(RTLD_DEFAULT, "flb_engine_stop_ingestion") != NULL &&
+           dlsym(RTLD_DEFAULT, "flb_storage_chunk_count") != NULL;
+}
+
+void msgraph_exit(int status)
+{
+    _exit(status);
 }

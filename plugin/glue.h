@@ -39,4 +39,11 @@ int msgraph_append(void *ins, const void *buf, size_t size);
  * (flb_input_name). NULL when Fluent Bit does not export it. */
 const char *msgraph_input_name(void *ins);
 
+/* Whether Fluent Bit exports the functions added in 4.0.3. */
+int msgraph_since_403(void);
+
+/* Ends the process at once with status (_exit): no atexit handler and no
+ * other thread runs on. */
+void msgraph_exit(int status);
+
 #endif

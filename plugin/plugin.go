@@ -15,7 +15,7 @@ import "C"
 import (
 	"fmt"
 	"os"
-	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/input"
@@ -43,11 +43,10 @@ func FLBPluginUnregister(def unsafe.Pointer) {
 	input.FLBPluginUnregister(def)
 }
 
-var noAppend sync.Once
-
 //export FLBPluginInit
 func FLBPluginInit(plugin unsafe.Pointer) int {
 	perInstance := C.msgraph_has_ctx_callbacks(plugin) != 0
+	fb := host.FluentBit{PerInstance: perInstance, Append: C.msgraph_can_append() != 0, Since403: C.msgraph_since_403() != 0}
 	ins := C.msgraph_instance(plugin)
 	log := sink(C.msgraph_api(plugin), ins)
 	caller := host.Caller{PerInstance: perInstance, Thread: thread(), Sink: log, Ref: ins}
@@ -56,18 +55,26 @@ func FLBPluginInit(plugin unsafe.Pointer) int {
 	}
 	handle, err := plugins.Init(getter{plugin}, caller)
 	if err != nil {
-		// One line that names the key, the value and what is allowed;
-		// Fluent Bit then stops with "failed to initialize".
-		logLine(log, logging.Error, "[input:msgraph] "+err.Error())
-		return input.FLB_ERROR
+		f := plugins.Failed(fb, caller, err)
+		for _, l := range f.Lines {
+			logLine(log, logging.Error, l)
+		}
+		if !f.Exit {
+			// Fluent Bit then stops with "failed to initialize".
+			return input.FLB_ERROR
+		}
+		time.Sleep(f.Wait)
+		os.Stderr.WriteString(f.Stderr)
+		C.msgraph_exit(C.int(f.Status))
+		// Not reached. Success would keep the proxy from freeing the
+		// plugin; the instance is not registered and delivers nothing.
+		return input.FLB_OK
 	}
 	if perInstance {
 		C.msgraph_set_remote_context(plugin, C.uintptr_t(handle))
 	}
-	if C.msgraph_can_append() == 0 {
-		noAppend.Do(func() {
-			logLine(log, logging.Warn, "[input:msgraph] this Fluent Bit does not export flb_input_log_append: the plugin cannot tell whether Fluent Bit accepted a batch, and commits each one Fluent Bit tried to queue")
-		})
+	for _, l := range plugins.Started(fb) {
+		logLine(log, logging.Warn, "[input:msgraph] "+l)
 	}
 	return input.FLB_OK
 }

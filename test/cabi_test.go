@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,9 @@ import (
 // exports its flb_input_log_append and flb_input_name, as Fluent Bit does,
 // and the plugin appends its batches itself; without, the host appends
 // what the collect callback returns, as Fluent Bit's Go proxy does.
-func cHost(t *testing.T, exports bool) string {
+// defines are passed to the compiler (-DSINCE_403: the host exports the
+// functions that came with Fluent Bit 4.0.3 too).
+func cHost(t *testing.T, exports bool, defines ...string) string {
 	t.Helper()
 	cc := os.Getenv("CC")
 	if cc == "" {
@@ -32,6 +35,7 @@ func cHost(t *testing.T, exports bool) string {
 	if exports {
 		args = append(args, "-rdynamic")
 	}
+	args = append(args, defines...)
 	args = append(args, filepath.Join(repoRoot(), "test", "cabi", "host.c"), "-ldl", "-lpthread")
 	out, err := exec.Command(cc, args...).CombinedOutput()
 	if err != nil {
@@ -160,21 +164,90 @@ func TestCABI(t *testing.T) {
 	}
 }
 
+// TestCABILegacyFluentBit lays the structures out as Fluent Bit before 4.1
+// does, with no per-instance callbacks, where one msgraph input runs.
+// Before 4.0.3 (no flb_engine_stop_ingestion exported) Fluent Bit runs on
+// without an input whose init failed and crashes at exit, so the plugin
+// ends the process itself with status 255 when a second input is refused;
+// so it does when Fluent Bit exports nothing and the release cannot be
+// told. From 4.0.3 the refusal is returned and Fluent Bit stops by itself.
 func TestCABILegacyFluentBit(t *testing.T) {
 	sim := liveSim(t, graphsim.Options{Seed: 12}, 300, 5*60e9)
-	dir := t.TempDir()
-	args := instanceArgs(sim, filepath.Join(dir, "a.db"))
-	args = append(args, "--")
-	args = append(args, instanceArgs(sim, filepath.Join(dir, "b.db"))...)
-	batches, log := runHost(t, []string{"LEGACY=1"}, args...)
-	wantLines(t, log,
-		"init 0 ret=1 remote_context=null",
-		"cannot run more than one msgraph input",
-		"init 1 ret=0",
-		"paused batches=0",
-		"done",
-	)
-	checkDelivered(t, sim, batches[0])
+	for _, tt := range []struct {
+		name    string
+		exports bool
+		defines []string
+		warn    []string // logged at the first init
+		exit    string   // the plugin ends the process on a second input, saying so
+	}{
+		{"2.1 to 4.0.2", true, nil, []string{"this Fluent Bit is older than 4.0.3: at a stop"}, "Fluent Bit older than 4.0.3 runs on without it"},
+		{"4.0.3 to 4.0.x", true, []string{"-DSINCE_403"}, nil, ""},
+		{"no symbols exported", false, nil, []string{"does not export flb_input_log_append", "cannot tell whether it is 4.0.3 or later"}, "cannot tell its release"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			bin := cHost(t, tt.exports, tt.defines...)
+			dir := t.TempDir()
+			one := instanceArgs(sim, filepath.Join(dir, "a.db"))
+			two := append(append(slices.Clone(one), "--"), instanceArgs(sim, filepath.Join(dir, "b.db"))...)
+
+			// Two inputs: the second is refused.
+			batches, log, status := runHostStatus(t, bin, 8, []string{"LEGACY=1"}, two...)
+			wantLines(t, log, "init 0 ret=1 remote_context=null", "cannot run more than one msgraph input")
+			if tt.exit != "" {
+				wantLines(t, log, tt.exit, "exit status 255",
+					"the plugin stops Fluent Bit (exit status 255): this Fluent Bit is older than 4.1 and cannot run more than one msgraph input")
+				if status != 255 || strings.Contains(log, "init 1 ret=") || strings.Contains(log, "done") {
+					t.Errorf("exit status %d: the process did not end inside the second init", status)
+				}
+				if len(batches[0]) != 0 {
+					t.Errorf("the first input delivered %d records before the process ended", len(batches[0]))
+				}
+			} else {
+				wantLines(t, log, "init 1 ret=0", "paused batches=0", "done")
+				if status != 0 || strings.Contains(log, "the plugin stops Fluent Bit") {
+					t.Errorf("exit status %d: the plugin ended a Fluent Bit that stops by itself", status)
+				}
+				checkDelivered(t, sim, batches[0])
+			}
+
+			// One input runs, and warns of what this Fluent Bit drops.
+			batches, log, status = runHostStatus(t, bin, 8, []string{"LEGACY=1"}, setArgs(one, "db="+filepath.Join(dir, "c.db"))...)
+			wantLines(t, log, "init 0 ret=1 remote_context=null", "paused batches=0", "done")
+			wantLines(t, log, tt.warn...)
+			if status != 0 {
+				t.Errorf("exit status %d", status)
+			}
+			if len(tt.warn) == 0 && strings.Contains(log, "4.0.3 or later") {
+				t.Error("a Fluent Bit that flushes at a stop was warned that it does not")
+			}
+			for _, w := range tt.warn {
+				if n := strings.Count(log, w); n != 1 {
+					t.Errorf("%q logged %d times", w, n)
+				}
+			}
+			checkDelivered(t, sim, batches[0])
+			if t.Failed() {
+				t.Log(log)
+			}
+		})
+	}
+}
+
+// runHostStatus runs the C host bin for seconds and returns its exit status
+// as well.
+func runHostStatus(t *testing.T, bin string, seconds int, env []string, args ...string) (map[uint32][]records.Event, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{plugin(t), strconv.Itoa(seconds)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("C host: %v\n%s", err, stderr.String())
+	}
+	return frames(t, &stdout), stderr.String(), cmd.ProcessState.ExitCode()
 }
 
 // TestCABIThreads runs three inputs as Fluent Bit 4.1+ does, each on a

@@ -94,10 +94,11 @@ type Host struct {
 	instances map[Handle]*entry
 	next      Handle
 	seq       uint64
-	named     int    // instances named so far, for msgraph.N
-	legacy    Handle // the one instance of a Fluent Bit without Ctx callbacks
-	paused    bool   // paused from a thread that runs no instance
-	stopping  bool   // an exit was called: nothing is handed over any more
+	named     int             // instances named so far, for msgraph.N
+	legacy    Handle          // the one instance of a Fluent Bit without Ctx callbacks
+	paused    bool            // paused from a thread that runs no instance
+	stopping  bool            // an exit was called: nothing is handed over any more
+	warned    map[string]bool // the startup warnings given (Started)
 
 	// NewOptions lets tests replace clocks and transports.
 	NewOptions func(name string) input.Options

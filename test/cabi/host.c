@@ -22,7 +22,10 @@
  * Built with -rdynamic, the host exports flb_input_log_append and
  * flb_input_name as Fluent Bit does, and the plugin appends its batches
  * itself; built without, the plugin returns them and the host appends
- * them and calls cleanup, as the proxy does.
+ * them and calls cleanup, as the proxy does. Built with -DSINCE_403 as
+ * well, it also exports flb_engine_stop_ingestion and
+ * flb_storage_chunk_count, which came with Fluent Bit 4.0.3 (the plugin
+ * only looks them up).
  *
  * Batches go to stdout as frames: uint32 instance, uint64 length (little
  * endian), then the bytes. Lifecycle lines go to stderr.
@@ -218,6 +221,22 @@ int flb_input_log_append(void *ins, const char *tag, size_t tag_len, const void 
     frame(i, buf, size);
     return 0;
 }
+
+#ifdef SINCE_403
+void flb_engine_stop_ingestion(void *config)
+{
+    (void) config;
+    fprintf(stderr, "flb_engine_stop_ingestion called\n");
+}
+
+void flb_storage_chunk_count(void *config, int *mem_chunks, int *fs_chunks)
+{
+    (void) config;
+    *mem_chunks = 0;
+    *fs_chunks = 0;
+    fprintf(stderr, "flb_storage_chunk_count called\n");
+}
+#endif
 
 /* Fluent Bit's flb_input_name: the alias, or msgraph.N. */
 const char *flb_input_name(void *ins)
