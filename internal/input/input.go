@@ -92,14 +92,16 @@ type Instance struct {
 	followed  map[uint64]map[string]struct{}
 	req       request
 	linkFails int // nextLinks Graph refused in a row
-	// unreadable counts, per chunk, the unreadable answers in a row.
-	unreadable map[uint64]int
-	top        int // $top now: page_size, halved while pages are too large
-	topOK      int // pages read since top was last halved
-	notBefore  time.Time
-	failures   int // consecutive failed requests
-	throttles  int // consecutive 429s
-	closed     bool
+	// lastReadable is when a page was last read, unreadableRun how many
+	// unreadable answers came since.
+	lastReadable  time.Time
+	unreadableRun int
+	top           int // $top now: page_size, halved while pages are too large
+	topOK         int // pages read since top was last halved
+	notBefore     time.Time
+	failures      int // consecutive failed requests
+	throttles     int // consecutive 429s
+	closed        bool
 
 	newest     time.Time // newest event time Graph has returned
 	lastPoll   time.Time // last page read successfully
@@ -230,22 +232,21 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		o.Budget = budget.Shared(profile.BudgetKey(cfg.AuthorityHost, cfg.TenantID, cfg.ClientID), b.Requests, b.Window)
 	}
 	in := &Instance{
-		cfg:        cfg,
-		profile:    profile,
-		now:        o.Now,
-		rng:        o.Rand,
-		log:        o.Logger,
-		tokens:     tokens,
-		client:     client,
-		budget:     o.Budget,
-		seen:       dedup.New(),
-		health:     health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
-		dec:        records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
-		inPage:     map[records.Key]struct{}{},
-		began:      o.Now(),
-		followed:   map[uint64]map[string]struct{}{},
-		unreadable: map[uint64]int{},
-		top:        profile.Top(cfg.PageSize),
+		cfg:      cfg,
+		profile:  profile,
+		now:      o.Now,
+		rng:      o.Rand,
+		log:      o.Logger,
+		tokens:   tokens,
+		client:   client,
+		budget:   o.Budget,
+		seen:     dedup.New(),
+		health:   health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
+		dec:      records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
+		inPage:   map[records.Key]struct{}{},
+		began:    o.Now(),
+		followed: map[uint64]map[string]struct{}{},
+		top:      profile.Top(cfg.PageSize),
 
 		transport: o.Transport,
 		metrics:   metrics.For(o.Name, cfg.Source),
@@ -431,7 +432,7 @@ func (in *Instance) readPage(now time.Time) {
 		return
 	}
 	in.linkFails = 0
-	delete(in.unreadable, chunk.ID)
+	in.lastReadable, in.unreadableRun = now, 0
 	in.onSuccess(now)
 	in.Stats.Pages++
 	if full := in.profile.Top(in.cfg.PageSize); in.top < full {
@@ -556,55 +557,58 @@ func (in *Instance) linkRefused(now time.Time, c schedule.Chunk, err error) {
 }
 
 // unreadableTries is how many unreadable answers in a row isolate a
-// chunk: a body cut short by the network is read at the next try.
+// chunk, once a page of other work was read since the first of them: a
+// body cut short by the network is read at the next try, and when no
+// answer is readable the fault is Graph's, not the chunk's time.
 const unreadableTries = 3
+
+// unreadableAlarm is how long no page at all may be readable before it is
+// reported (api_error): a poll interval or two pass while one stretch is
+// isolated, and other pages are read meanwhile.
+const unreadableAlarm = 5 * time.Minute
 
 // unreadablePage handles a page whose body could not be read (see
 // schedule's Unreadable stretches), and reports whether it did; when too
 // many stretches are kept already, the failure is handled as any other.
 func (in *Instance) unreadablePage(now time.Time, c schedule.Chunk, requestID string, err error) bool {
 	in.Stats.Unreadable++
-	// Failures in a row are reported as for any request, until the
-	// chunk is isolated: its halves' failures are expected, and what
-	// they find is reported as unreadable_page.
-	if !c.Isolating && !c.Stretch {
-		if in.failures++; in.failures >= 3 {
-			msg := fmt.Sprintf("%v (%d failures in a row)", err, in.failures)
-			if in.health.Fire(now, health.APIError, in.log.Scrub(msg), records.Field{Key: "request_id", Value: requestID},
-				records.Field{Key: "consecutive_failures", Value: in.failures}) {
-				in.log.Errorf("%s", msg)
-			}
-		}
-	}
+	in.unreadableRun++
+	// Other work goes on meanwhile; the chunk waits on its own.
+	in.notBefore = now.Add(time.Second)
 	if in.sched.Carve(c.ID) {
 		// The query reaches into a stretch found since it started.
-		delete(in.unreadable, c.ID)
 		delete(in.followed, c.ID)
-		in.notBefore = now.Add(time.Second)
 		return true
 	}
-	n := in.unreadable[c.ID] + 1
-	in.unreadable[c.ID] = n
-	if n < unreadableTries && !c.Stretch {
-		in.sched.Unpin(c.ID)
-		if n > 1 && in.req.linked {
+	// The fault lies in the chunk's time only if Graph's other answers
+	// are readable: a page was read since the chunk's first failure.
+	local := !c.BadSince.IsZero() && in.lastReadable.After(c.BadSince)
+	wait := in.backoff(c.Bad+1, time.Second, time.Minute)
+	c = in.sched.Unreadable(c.ID, now, now.Add(wait))
+	what, u := schedule.Refused, schedule.Stretch{}
+	if c.Stretch || (c.Bad >= unreadableTries && local) {
+		u, what = in.sched.Isolate(c.ID, now, requestID)
+	}
+	if in.unreadableRun >= unreadableTries && now.Sub(later(in.lastReadable, in.began)) >= unreadableAlarm {
+		// No page at all was readable for a while: Graph's fault, not a
+		// stretch's, reported as any failure that retries do not clear.
+		msg := fmt.Sprintf("%v (%d answers in a row that cannot be read, none readable for %s)", err, in.unreadableRun,
+			now.Sub(later(in.lastReadable, in.began)).Round(time.Second))
+		if in.health.Fire(now, health.APIError, in.log.Scrub(msg), records.Field{Key: "request_id", Value: requestID},
+			records.Field{Key: "consecutive_failures", Value: in.unreadableRun}) {
+			in.log.Errorf("%s", msg)
+		}
+	}
+	if what == schedule.Refused {
+		if c.Bad > 1 && in.req.linked {
 			in.restartChain()
 		}
-		wait := in.backoff(n, time.Second, time.Minute)
-		in.log.Warnf("%v; retrying in %s", err, wait.Round(time.Millisecond))
-		in.notBefore = now.Add(wait)
+		in.log.Warnf("%v; the %s query %s..%s is retried in %s", err, c.Class,
+			c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339Nano), wait.Round(time.Millisecond))
 		return true
 	}
-	u, what := in.sched.Isolate(c.ID, now, requestID)
-	if what == schedule.Refused {
-		if !c.Isolating && !c.Stretch {
-			in.failures-- // counted again as any failure
-		}
-		return false
-	}
-	delete(in.unreadable, c.ID)
 	delete(in.followed, c.ID)
-	in.notBefore = now.Add(time.Second)
+	n := c.Bad
 	switch what {
 	case schedule.Halved:
 		in.log.Infof("%v, %d times for the %s query %s..%s: it is read in halves, to deliver everything around the part that cannot be read",
@@ -633,6 +637,13 @@ func (in *Instance) abandonStretches(now time.Time) {
 			records.Field{Key: "request_id", Value: u.RequestID}, records.Field{Key: "tries", Value: u.Tries})...)
 		in.log.Errorf("%s", msg)
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
 }
 
 func stretchFields(from, to time.Time) []records.Field {

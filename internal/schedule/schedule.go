@@ -136,6 +136,11 @@ type Chunk struct {
 	// possible.
 	Isolating bool `json:"isolating,omitempty"`
 	Stretch   bool `json:"stretch,omitempty"`
+	// Bad counts the unreadable answers in a row, since BadSince; Wait
+	// defers the chunk while other work is served.
+	Bad      int       `json:"bad,omitempty"`
+	BadSince time.Time `json:"bad_since,omitzero"`
+	Wait     time.Time `json:"wait,omitzero"`
 }
 
 // Stretch is a range of time whose pages Graph answered with a body that
@@ -157,7 +162,9 @@ const MaxStretches = 32
 
 // started reports whether a page of c has been read: it is then no longer
 // merged with new work.
-func (c Chunk) started() bool { return c.Returned > 0 || c.Requests > 0 || !c.To.Equal(c.OrigTo) }
+func (c Chunk) started() bool {
+	return c.Returned > 0 || c.Requests > 0 || c.Bad > 0 || !c.To.Equal(c.OrigTo)
+}
 
 // LevelRun is one live level with the time it last ran.
 type LevelRun struct {
@@ -231,7 +238,7 @@ func DecodeState(raw []byte) (State, error) {
 		}
 	}
 	for _, c := range st.Pending {
-		if !ok(c.From) || !ok(c.To) || !ok(c.Planned) || !ok(c.OrigTo) || !ok(c.Oldest) || !ok(c.Resumed) ||
+		if !ok(c.From) || !ok(c.To) || !ok(c.Planned) || !ok(c.OrigTo) || !ok(c.Oldest) || !ok(c.Resumed) || !ok(c.BadSince) || !ok(c.Wait) || c.Bad < 0 ||
 			c.From.IsZero() || c.To.Before(c.From) || c.OrigTo.Before(c.To) || (c.Class != Live && c.Class != Reconcile) || c.Returned < 0 || c.Requests < 0 {
 			return State{}, fmt.Errorf("schedule has a damaged pending query")
 		}
@@ -240,7 +247,10 @@ func DecodeState(raw []byte) (State, error) {
 		return State{}, fmt.Errorf("schedule has too many unreadable stretches")
 	}
 	for _, u := range st.Unreadable {
-		if !ok(u.From) || !ok(u.To) || !ok(u.Found) || !ok(u.Retry) || u.From.IsZero() || u.To.Before(u.From) || u.Tries < 0 {
+		// Isolation makes stretches of seconds, of time before they
+		// were found; merged ones stay far below an hour.
+		if !ok(u.From) || !ok(u.To) || !ok(u.Found) || !ok(u.Retry) || u.From.IsZero() || u.To.Before(u.From) || u.Tries < 0 ||
+			u.To.Sub(u.From) > time.Hour || u.To.After(u.Found.Add(time.Minute)) || u.Retry.After(u.Found.Add(maxLookback)) {
 			return State{}, fmt.Errorf("schedule has a damaged unreadable stretch")
 		}
 	}
@@ -295,6 +305,9 @@ type Schedule struct {
 	st State
 	// abandoned are the stretches given up, until TakeAbandoned.
 	abandoned []Stretch
+	// now is the time of the last Plan: Next passes over chunks whose
+	// Wait is after it.
+	now time.Time
 }
 
 // New returns a schedule that starts afresh.
@@ -454,6 +467,7 @@ func (s *Schedule) fitLevels(fresh time.Time) {
 
 // Plan adds the chunks that are due at now and reports whether it added any.
 func (s *Schedule) Plan(now time.Time) bool {
+	s.now = now
 	if s.st.Started.IsZero() {
 		s.st.Started, s.st.LookbackSince = now, now
 		s.fitLevels(now)
@@ -547,28 +561,39 @@ func (s *Schedule) sortPending() {
 	})
 }
 
-// Next returns the chunk to read now, or false when there is none. A
-// pinned chunk comes first; then live work, except that with reconcile set
+// Next returns the chunk to read now, or false when there is none (a
+// chunk waiting after unreadable answers is passed over). A pinned chunk
+// comes first, then one being isolated; then live work, except that with reconcile set
 // a queued reconcile chunk is served: the caller sets it for one request in
 // ReconcileShare, so sweeps progress even when live polls use the whole
 // budget.
 func (s *Schedule) Next(reconcile bool) (Chunk, bool) {
-	if len(s.st.Pending) == 0 {
-		return Chunk{}, false
-	}
+	ready := func(c Chunk) bool { return !c.Wait.After(s.now) }
 	for _, c := range s.st.Pending {
-		if c.Pinned {
+		if c.Pinned && ready(c) {
+			return c, true
+		}
+	}
+	// A chunk being isolated next: its tries are spaced by Wait, and
+	// newer work must not starve it.
+	for _, c := range s.st.Pending {
+		if (c.Bad > 0 || c.Isolating) && ready(c) {
 			return c, true
 		}
 	}
 	if reconcile {
 		for _, c := range s.st.Pending {
-			if c.Class == Reconcile {
+			if c.Class == Reconcile && ready(c) {
 				return c, true
 			}
 		}
 	}
-	return s.st.Pending[0], true
+	for _, c := range s.st.Pending {
+		if ready(c) {
+			return c, true
+		}
+	}
+	return Chunk{}, false
 }
 
 // ReconcileShare: one request in this many may go to reconcile work while
@@ -601,6 +626,7 @@ func (s *Schedule) PageDone(id uint64, r PageResult) (Chunk, bool, error) {
 	}
 	c := &s.st.Pending[i]
 	c.Requests++
+	c.Bad, c.BadSince, c.Wait = 0, time.Time{}, time.Time{}
 	if r.Fresh {
 		c.Oldest, c.Resumed = time.Time{}, time.Time{}
 		if c.To.Before(c.OrigTo) {
@@ -671,8 +697,19 @@ func (s *Schedule) Split(id uint64) bool {
 	}
 	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
 	mid := c.From.Add(c.To.Sub(c.From) / 2)
+	if c.Stretch {
+		// The halves of a stretch's retry are the retries of its halves.
+		for k, u := range s.st.Unreadable {
+			if u.From.Equal(c.From) && u.To.Equal(c.To) {
+				lo, hi := u, u
+				lo.To, hi.From = mid, mid
+				s.st.Unreadable = append(append(s.st.Unreadable[:k:k], lo, hi), s.st.Unreadable[k+1:]...)
+				break
+			}
+		}
+	}
 	for _, h := range []Chunk{{From: c.From, To: mid}, {From: mid, To: c.To}} {
-		h.Class, h.Planned = c.Class, c.Planned
+		h.Class, h.Planned, h.Isolating, h.Stretch = c.Class, c.Planned, c.Isolating, c.Stretch
 		h.OrigTo = h.To
 		s.st.NextID++
 		h.ID = s.st.NextID
@@ -728,7 +765,13 @@ func (s *Schedule) find(id uint64) int {
 // lookback widened up to max_lookback. Keys of older events can be dropped
 // from the de-dup set; call Forget when they are.
 func (s *Schedule) Horizon(now time.Time) time.Time {
-	return later(s.horizon(now), s.st.Forgotten)
+	h := s.horizon(now)
+	for _, u := range s.st.Unreadable {
+		if u.From.Before(h) {
+			h = u.From
+		}
+	}
+	return later(h, s.st.Forgotten)
 }
 
 func (s *Schedule) horizon(now time.Time) time.Time {
@@ -746,11 +789,6 @@ func (s *Schedule) horizon(now time.Time) time.Time {
 	for _, c := range s.st.Pending {
 		if c.From.Before(h) {
 			h = c.From
-		}
-	}
-	for _, u := range s.st.Unreadable {
-		if u.From.Before(h) {
-			h = u.From
 		}
 	}
 	return h.Add(-s.p.PollInterval)
@@ -810,22 +848,26 @@ func (s *Schedule) Backlog(now time.Time) (live, reconcile time.Duration, chunks
 func (s *Schedule) Stretches() []Stretch { return append([]Stretch(nil), s.st.Unreadable...) }
 
 // retryEvery is how often a stretch is queried again: on the reconcile
-// schedule, or every lookback without one.
+// schedule, or every lookback without one; at most half of max_lookback,
+// so that it is retried before it can be given up.
 func (s *Schedule) retryEvery() time.Duration {
+	d := max(s.p.Lookback, s.p.PollInterval)
 	if len(s.p.Reconcile) > 0 {
-		return s.p.Reconcile[0]
+		d = s.p.Reconcile[0]
 	}
-	return max(s.p.Lookback, s.p.PollInterval)
+	return max(min(d, s.p.MaxLookback/2), s.p.PollInterval)
 }
 
 // retryStretches queues the stretches that are due, and gives up those
-// older than max_lookback (see TakeAbandoned). It reports whether it
-// queued any.
+// that no query can reach any more: behind every level, sweep and queued
+// query (a retry of its own included) and older than max_lookback (see
+// TakeAbandoned). It reports whether it queued any.
 func (s *Schedule) retryStretches(now time.Time) bool {
 	added := false
+	h := s.horizon(now)
 	kept := s.st.Unreadable[:0]
 	for _, u := range s.st.Unreadable {
-		if now.Sub(u.To) > s.p.MaxLookback {
+		if u.To.Before(h) {
 			s.abandoned = append(s.abandoned, u)
 			continue
 		}
@@ -948,8 +990,25 @@ const (
 	Failed
 )
 
+// Unreadable records that Graph answered chunk id with a page that
+// cannot be read: the chunk counts it, waits until wait while other work
+// is served, and is no longer merged with new work. It returns the chunk.
+func (s *Schedule) Unreadable(id uint64, now, wait time.Time) Chunk {
+	i := s.find(id)
+	if i < 0 {
+		return Chunk{}
+	}
+	c := &s.st.Pending[i]
+	if c.Bad++; c.BadSince.IsZero() {
+		c.BadSince = now
+	}
+	c.Wait, c.Pinned = wait, false
+	return *c
+}
+
 // Isolate handles chunk id, whose page Graph keeps answering unreadably
-// (see the package comment).
+// (see the package comment); the caller has seen that Graph's other
+// answers are readable, so the fault lies in the chunk's time.
 func (s *Schedule) Isolate(id uint64, now time.Time, requestID string) (Stretch, Isolation) {
 	i := s.find(id)
 	if i < 0 {
@@ -967,9 +1026,6 @@ func (s *Schedule) Isolate(id uint64, now time.Time, requestID string) (Stretch,
 		}
 		return Stretch{}, Failed
 	}
-	if len(s.st.Unreadable) >= MaxStretches {
-		return Stretch{}, Refused
-	}
 	if c.To.Sub(c.From) > 2*time.Second {
 		s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
 		mid := c.From.Add(c.To.Sub(c.From) / 2)
@@ -984,18 +1040,33 @@ func (s *Schedule) Isolate(id uint64, now time.Time, requestID string) (Stretch,
 		return Stretch{}, Halved
 	}
 	g := s.p.grain()
-	u := Stretch{From: c.From.Truncate(time.Second).Add(-g), To: ceilSecond(c.To).Add(g), Found: now,
-		Retry: now.Add(s.retryEvery()), Tries: 1, RequestID: requestID}
-	// One stretch per bad page: overlapping ones become one.
-	kept := s.st.Unreadable[:0]
+	// No query reaches behind Forgotten, so neither need the stretch.
+	u := Stretch{From: later(c.From.Truncate(time.Second).Add(-g), s.st.Forgotten.Truncate(time.Second)), To: ceilSecond(c.To).Add(g),
+		Found: now, Retry: now.Add(s.retryEvery()), Tries: 1, RequestID: requestID}
+	// One stretch per bad page: overlapping ones become one, and their
+	// queued retries give way to its own.
+	var kept, merged []Stretch
 	for _, o := range s.st.Unreadable {
-		if !o.To.Before(u.From) && !u.From.After(o.To) && !o.From.After(u.To) {
+		if !o.To.Before(u.From) && !o.From.After(u.To) {
 			u.From, u.To = earlier(o.From, u.From), later(o.To, u.To)
 			u.Found, u.Tries = earlier(o.Found, u.Found), max(o.Tries, u.Tries)
+			merged = append(merged, o)
 			continue
 		}
 		kept = append(kept, o)
 	}
+	if len(merged) == 0 && len(kept) >= MaxStretches {
+		return Stretch{}, Refused
+	}
+	for _, o := range merged {
+		for k := 0; k < len(s.st.Pending); k++ {
+			if q := s.st.Pending[k]; q.Stretch && q.From.Equal(o.From) && q.To.Equal(o.To) {
+				s.st.Pending = append(s.st.Pending[:k], s.st.Pending[k+1:]...)
+				k--
+			}
+		}
+	}
+	i = s.find(id)
 	s.st.Unreadable = append(kept, u)
 	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
 	// Queued work that reaches into it is carved now; work already being

@@ -159,8 +159,8 @@ func TestIsolationLeavesNoGapAndNoBadPage(t *testing.T) {
 }
 
 // TestStretchesHoldTheHorizonAndAreGivenUp: the ids of an unreadable
-// stretch's time are kept while it is retried, and it is given up (once)
-// when older than max_lookback; a stretch survives a restart.
+// stretch's time are kept while it is retried, a stretch survives a
+// restart, and it is given up (once) when no query can reach it any more.
 func TestStretchesHoldTheHorizonAndAreGivenUp(t *testing.T) {
 	now := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
 	p := Params{PollInterval: time.Minute, Lookback: 10 * time.Minute, MaxLookback: 3 * time.Hour, InitialLookback: time.Hour}
@@ -210,17 +210,32 @@ func TestStretchesHoldTheHorizonAndAreGivenUp(t *testing.T) {
 	if v, what := s.Isolate(retry.ID, now.Add(p.Lookback), "r2"); what != Failed || v.Tries != 2 {
 		t.Fatalf("failed retry: %v %+v", what, v)
 	}
-	end := u.To.Add(p.MaxLookback)
-	s.Plan(end)
-	if a := s.TakeAbandoned(); len(a) != 0 {
-		t.Fatalf("given up at max_lookback exactly: %+v", a)
+	// Served minute by minute, every retry failing: it is given up once,
+	// when no level, sweep or queued query (its own retry included) can
+	// reach it and it is older than max_lookback, and never queried after.
+	var abandoned []Stretch
+	var at time.Time
+	for tm := now.Add(p.Lookback); tm.Before(u.To.Add(p.MaxLookback + 2*time.Hour)); tm = tm.Add(time.Minute) {
+		s.Plan(tm)
+		if a := s.TakeAbandoned(); len(a) > 0 {
+			abandoned, at = append(abandoned, a...), tm
+		}
+		for _, q := range s.Pending() {
+			if q.Stretch {
+				if len(abandoned) > 0 {
+					t.Fatalf("a retry of %v..%v queued at %v, after it was given up", q.From, q.To, tm)
+				}
+				s.Isolate(q.ID, tm, "r3")
+				continue
+			}
+			s.PageDone(q.ID, PageResult{Fresh: true})
+		}
 	}
-	s.Plan(end.Add(time.Second))
-	if a := s.TakeAbandoned(); len(a) != 1 || a[0].Tries < 2 || len(s.Stretches()) != 0 {
-		t.Fatalf("given up: %+v, left %d", a, len(s.Stretches()))
+	if len(abandoned) != 1 || abandoned[0].Tries < 3 || len(s.Stretches()) != 0 {
+		t.Fatalf("given up: %+v, left %d", abandoned, len(s.Stretches()))
 	}
-	if a := s.TakeAbandoned(); len(a) != 0 {
-		t.Fatal("given up twice")
+	if late := at.Sub(u.To.Add(p.MaxLookback)); late < 0 || late > p.Lookback+2*p.PollInterval {
+		t.Fatalf("given up %s after it was max_lookback old", late)
 	}
 }
 
