@@ -33,18 +33,21 @@ func (f FluentBit) known403() bool { return f.PerInstance || f.Since403 }
 // per-instance callbacks may be such a one.
 func (f FluentBit) StopsOnFailedInit() bool { return f.known403() }
 
-// FlushesAtStop reports whether Fluent Bit delivers the chunks queued in
+// FlushesAtStop reports whether Fluent Bit delivers every chunk queued in
 // memory when it stops (4.0.3 and later, within its grace period). Before
-// 4.0.3 it drops them, and the plugin has committed their records.
+// 4.0.3 it sends the chunks it has when the stop begins and waits for
+// those tasks only: the records the input handed it just before (still in
+// the input's ring buffer then) end up in chunks that are never sent, and
+// the plugin has committed them.
 func (f FluentBit) FlushesAtStop() bool { return f.known403() }
 
 // Startup warnings, given once per process.
 const (
 	WarnNoAppend = "this Fluent Bit does not export flb_input_log_append: the plugin cannot tell whether Fluent Bit accepted a batch, and commits each one Fluent Bit tried to queue"
 	// WarnNoFlush is given by a Fluent Bit known to be older than 4.0.3.
-	WarnNoFlush = "this Fluent Bit is older than 4.0.3: at a stop, restart or hot reload it drops the records still queued in memory, which the plugin has already committed, so they are lost unless the input has storage.type filesystem (its chunks stay on disk and are sent at the next start); set storage.type filesystem on the input, or use Fluent Bit 4.0.3 or later"
+	WarnNoFlush = "this Fluent Bit is older than 4.0.3: at a stop, restart or hot reload it drops the records queued in memory that it has not started to send when the stop begins (those of the last moments), which the plugin has already committed, so they are lost unless the input has storage.type filesystem (its chunks stay on disk and are sent at the next start); set storage.type filesystem on the input, or use Fluent Bit 4.0.3 or later"
 	// WarnMayNotFlush is given by one whose release cannot be told.
-	WarnMayNotFlush = "this Fluent Bit exports none of its functions, so the plugin cannot tell whether it is 4.0.3 or later: an older one drops the records still queued in memory at a stop, restart or hot reload, which the plugin has already committed, so they are lost unless the input has storage.type filesystem; set storage.type filesystem on the input, or use Fluent Bit 4.0.3 or later"
+	WarnMayNotFlush = "this Fluent Bit exports none of its functions, so the plugin cannot tell whether it is 4.0.3 or later: an older one drops, at a stop, restart or hot reload, the records queued in memory that it has not started to send when the stop begins, which the plugin has already committed, so they are lost unless the input has storage.type filesystem; set storage.type filesystem on the input, or use Fluent Bit 4.0.3 or later"
 )
 
 // Started returns the warnings to log after an Init that succeeded under
