@@ -31,7 +31,7 @@ FIND_FB     = fb=$${FLUENT_BIT:-}; \
 	  if [ -n "$$fb" ] && ! "$$fb" --help 2>&1 | grep -q -- --plugin; then fb=; fi; fi; \
 	if [ -z "$$fb" ] && [ -x $(FB_INSTALL) ]; then fb=$$($(FB_INSTALL)) || exit 1; fi
 
-.PHONY: all build test norace fmt-check vet fuzz bench e2e demo clean
+.PHONY: all build test test-versions norace fmt-check vet fuzz bench e2e demo clean
 
 all: build
 
@@ -90,6 +90,33 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# The version matrix: TestVersionMatrix (test/e2e_versions_test.go) once
+# for each Fluent Bit that $(FB_INSTALL) --list names, one after the other,
+# each through FLUENT_BIT: a load, a restart, a stop while Graph requests
+# hang, two msgraph inputs, a configuration error and a hot reload, with
+# what each release must do. Each version's output is shown when it fails
+# (its scenarios' results when it passes); then one figures line per
+# version. It fails if a version fails, or if its test did not run.
+test-versions: $(SO)
+	@[ -x $(FB_INSTALL) ] || { echo "make test-versions needs $(FB_INSTALL)"; exit 1; }; \
+	versions=$$($(FB_INSTALL) --list) && [ -n "$$versions" ] || { echo "$(FB_INSTALL) --list named no version"; exit 1; }; \
+	began=$$(date +%s); fail=0; figures=$$(mktemp) || exit 1; trap 'rm -f "$$figures"' EXIT; \
+	for v in $$versions; do \
+	  fb=$$(FLUENT_BIT_VERSION=$$v $(FB_INSTALL)) || { echo "Fluent Bit $$v: $(FB_INSTALL) failed"; fail=1; continue; }; \
+	  echo "FLUENT_BIT=$$fb MSGRAPH_PLUGIN=$(SO) $(GO) test -count=1 -v -parallel 8 -run '^TestVersionMatrix$$' -timeout 10m ./test/"; \
+	  t0=$$(date +%s); \
+	  out=$$(FLUENT_BIT="$$fb" MSGRAPH_PLUGIN=$(SO) $(GO) test -count=1 -v -parallel 8 -run '^TestVersionMatrix$$' -timeout 10m ./test/ 2>&1); rc=$$?; \
+	  if [ $$rc -ne 0 ] || ! echo "$$out" | grep -q -- '^--- PASS: TestVersionMatrix '; then \
+	    echo "$$out"; echo "Fluent Bit $$v: FAIL"; fail=1; \
+	  else \
+	    echo "$$out" | grep -E -- '^ *--- (PASS|SKIP)'; echo "Fluent Bit $$v: ok ($$(( $$(date +%s) - t0 ))s)"; \
+	  fi; \
+	  line=$$(echo "$$out" | sed -n 's/^.*figures: //p'); \
+	  echo "$${line:-Fluent Bit $$v | no figures}" >> "$$figures"; \
+	done; \
+	echo "--- version matrix ($$(( $$(date +%s) - began ))s):"; cat "$$figures"; \
+	[ $$fail -eq 0 ]
 
 # Only the tests that run a real Fluent Bit (FIND_FB).
 e2e: $(SO)
