@@ -197,10 +197,22 @@ func (p *fbProc) signalExit(t *testing.T, sig os.Signal, limit time.Duration) (i
 	code, ok := p.exitOf(limit)
 	took := time.Since(began)
 	if !ok {
+		threads := backtraces(p.cmd.Process.Pid)
 		p.cmd.Process.Kill()
-		t.Fatalf("fluent-bit did not exit within %v of %v\n%s", limit, sig, p.out.String())
+		t.Fatalf("fluent-bit did not exit within %v of %v\n%s%s", limit, sig, p.out.String(), threads)
 	}
 	return code, took
+}
+
+// backtraces returns the stack of each thread of process pid, when gdb
+// is on PATH, so that a Fluent Bit that hangs says where.
+func backtraces(pid int) string {
+	gdb, err := exec.LookPath("gdb")
+	if err != nil {
+		return ""
+	}
+	out, _ := exec.Command(gdb, "-p", strconv.Itoa(pid), "-batch", "-ex", "thread apply all bt").CombinedOutput()
+	return "\n--- its threads (gdb):\n" + string(out)
 }
 
 // waitIDs waits until the receiver holds at least n event ids.
