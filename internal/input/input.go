@@ -589,11 +589,10 @@ func (in *Instance) unreadablePage(now time.Time, c schedule.Chunk, requestID st
 	if c.Stretch || (c.Bad >= unreadableTries && local) {
 		u, what = in.sched.Isolate(c.ID, now, requestID)
 	}
-	if in.unreadableRun >= unreadableTries && now.Sub(later(in.lastReadable, in.began)) >= unreadableAlarm {
+	if quiet := now.Sub(later(in.lastReadable, in.began)); in.unreadableRun >= unreadableTries && quiet >= unreadableAlarm {
 		// No page at all was readable for a while: Graph's fault, not a
 		// stretch's, reported as any failure that retries do not clear.
-		msg := fmt.Sprintf("%v (%d answers in a row that cannot be read, none readable for %s)", err, in.unreadableRun,
-			now.Sub(later(in.lastReadable, in.began)).Round(time.Second))
+		msg := fmt.Sprintf("%v (%d answers in a row that cannot be read, none readable for %s)", err, in.unreadableRun, quiet.Round(time.Second))
 		if in.health.Fire(now, health.APIError, in.log.Scrub(msg), records.Field{Key: "request_id", Value: requestID},
 			records.Field{Key: "consecutive_failures", Value: in.unreadableRun}) {
 			in.log.Errorf("%s", msg)
@@ -608,14 +607,13 @@ func (in *Instance) unreadablePage(now time.Time, c schedule.Chunk, requestID st
 		return true
 	}
 	delete(in.followed, c.ID)
-	n := c.Bad
 	switch what {
 	case schedule.Halved:
 		in.log.Infof("%v, %d times for the %s query %s..%s: it is read in halves, to deliver everything around the part that cannot be read",
-			err, n, c.Class, c.From.UTC().Format(time.RFC3339Nano), c.To.UTC().Format(time.RFC3339Nano))
+			err, c.Bad, c.Class, c.From.UTC().Format(time.RFC3339Nano), c.To.UTC().Format(time.RFC3339Nano))
 	case schedule.Quarantined:
 		in.Stats.Stretches++
-		msg := fmt.Sprintf("Graph's pages for %s to %s cannot be read (%v, request-id %s): the events of those seconds are not delivered yet; everything around them is. They are queried again every %s until %s",
+		msg := fmt.Sprintf("Graph's pages for %s to %s cannot be read (%v, request-id %s): the events of those seconds are not delivered yet; everything around them is. They are queried again every %s, at least until %s",
 			u.From.UTC().Format(time.RFC3339), u.To.UTC().Format(time.RFC3339), err, requestID,
 			config.FormatDuration(u.Retry.Sub(now)), u.To.Add(in.cfg.MaxLookback).UTC().Format(time.RFC3339))
 		in.health.Report(now, health.UnreadablePage, "event", msg, append(stretchFields(u.From, u.To),

@@ -537,12 +537,23 @@ func (s *Schedule) add(c Chunk) {
 		}
 		i++
 	}
-	for _, p := range s.outside(c) {
+	s.push(s.outside(c)...)
+}
+
+// push queues new chunks, each with an id of its own.
+func (s *Schedule) push(cs ...Chunk) {
+	for _, c := range cs {
 		s.st.NextID++
-		p.ID = s.st.NextID
-		s.st.Pending = append(s.st.Pending, p)
+		c.ID = s.st.NextID
+		s.st.Pending = append(s.st.Pending, c)
 	}
 	s.sortPending()
+}
+
+// replace removes the pending chunk at i and queues parts in its place.
+func (s *Schedule) replace(i int, parts ...Chunk) {
+	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
+	s.push(parts...)
 }
 
 func (s *Schedule) sortPending() {
@@ -695,7 +706,6 @@ func (s *Schedule) Split(id uint64) bool {
 	if c.To.Sub(c.From) <= 2*time.Second {
 		return false
 	}
-	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
 	mid := c.From.Add(c.To.Sub(c.From) / 2)
 	if c.Stretch {
 		// The halves of a stretch's retry are the retries of its halves.
@@ -708,14 +718,10 @@ func (s *Schedule) Split(id uint64) bool {
 			}
 		}
 	}
-	for _, h := range []Chunk{{From: c.From, To: mid}, {From: mid, To: c.To}} {
-		h.Class, h.Planned, h.Isolating, h.Stretch = c.Class, c.Planned, c.Isolating, c.Stretch
-		h.OrigTo = h.To
-		s.st.NextID++
-		h.ID = s.st.NextID
-		s.st.Pending = append(s.st.Pending, h)
-	}
-	s.sortPending()
+	lo, hi := fresh(c), fresh(c)
+	lo.To, lo.OrigTo = mid, mid
+	hi.From = mid
+	s.replace(i, lo, hi)
 	return true
 }
 
@@ -947,7 +953,7 @@ func (s *Schedule) outside(c Chunk) []Chunk {
 
 // fresh is c as a new chunk of the same range, class and plan.
 func fresh(c Chunk) Chunk {
-	return Chunk{From: c.From, To: c.To, OrigTo: c.To, Class: c.Class, Planned: c.Planned, Isolating: c.Isolating}
+	return Chunk{From: c.From, To: c.To, OrigTo: c.To, Class: c.Class, Planned: c.Planned, Isolating: c.Isolating, Stretch: c.Stretch}
 }
 
 // Carve replaces chunk id by its parts outside the unreadable stretches,
@@ -963,13 +969,7 @@ func (s *Schedule) Carve(id uint64) bool {
 	if len(parts) == 1 && parts[0].From.Equal(c.From) && parts[0].To.Equal(c.To) {
 		return false
 	}
-	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
-	for _, p := range parts {
-		s.st.NextID++
-		p.ID = s.st.NextID
-		s.st.Pending = append(s.st.Pending, p)
-	}
-	s.sortPending()
+	s.replace(i, parts...)
 	return true
 }
 
@@ -1027,16 +1027,8 @@ func (s *Schedule) Isolate(id uint64, now time.Time, requestID string) (Stretch,
 		return Stretch{}, Failed
 	}
 	if c.To.Sub(c.From) > 2*time.Second {
-		s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
-		mid := c.From.Add(c.To.Sub(c.From) / 2)
-		for _, h := range []Chunk{{From: c.From, To: mid}, {From: mid, To: c.To}} {
-			h.Class, h.Planned, h.Isolating = c.Class, c.Planned, true
-			h.OrigTo = h.To
-			s.st.NextID++
-			h.ID = s.st.NextID
-			s.st.Pending = append(s.st.Pending, h)
-		}
-		s.sortPending()
+		s.st.Pending[i].Isolating = true
+		s.Split(id)
 		return Stretch{}, Halved
 	}
 	g := s.p.grain()
@@ -1071,24 +1063,11 @@ func (s *Schedule) Isolate(id uint64, now time.Time, requestID string) (Stretch,
 	s.st.Pending = append(s.st.Pending[:i], s.st.Pending[i+1:]...)
 	// Queued work that reaches into it is carved now; work already being
 	// paged is carved if its page fails.
-	var pending []Chunk
-	for _, p := range s.st.Pending {
-		if p.started() || p.Stretch {
-			pending = append(pending, p)
-			continue
-		}
-		for k, q := range s.outside(p) {
-			if k > 0 || !q.From.Equal(p.From) || !q.To.Equal(p.To) {
-				s.st.NextID++
-				q.ID = s.st.NextID
-			} else {
-				q = p
-			}
-			pending = append(pending, q)
+	for _, p := range s.Pending() {
+		if !p.started() {
+			s.Carve(p.ID)
 		}
 	}
-	s.st.Pending = pending
-	s.sortPending()
 	return u, Quarantined
 }
 
