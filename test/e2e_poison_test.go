@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -176,7 +175,7 @@ pipeline:
 `, so, graphsim.DefaultTenantID, graphsim.DefaultClientID, graphsim.DefaultClientSecret, sim.URL(), sim.URL(),
 		filepath.Join(dir, "state.db"), dir, filepath.Base(fileOut)))
 
-	fb, stdout := startFluentBitStdout(t, bin, "-c", conf)
+	fb, stdout := startFluentBitStdout(t, bin, nil, "-c", conf)
 	file := func() string { b, _ := os.ReadFile(fileOut); return string(b) }
 	// Until every record and both health records are in both outputs; on
 	// a timeout or a crash the checks below say what is missing.
@@ -232,22 +231,6 @@ pipeline:
 
 // pageLine is the plugin's debug line for each page it read.
 var pageLine = regexp.MustCompile(`query \S+: page of (\d+) events`)
-
-// startFluentBitStdout starts Fluent Bit with what it writes on stdout
-// (its stdout output) apart from its log (stderr, in fb.out): a record and
-// a log line written at once would otherwise interleave.
-func startFluentBitStdout(t *testing.T, bin string, args ...string) (fb *fbProc, stdout *syncBuffer) {
-	t.Helper()
-	fb = &fbProc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
-	stdout = &syncBuffer{}
-	fb.cmd.Stdout, fb.cmd.Stderr = stdout, fb.out
-	if err := fb.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { fb.done <- fb.cmd.Wait() }()
-	t.Cleanup(func() { fb.cmd.Process.Kill() })
-	return fb, stdout
-}
 
 // arrivedAll reports whether the complete lines of out hold every id of
 // want and both an invalid_records and an altered_records health record.

@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -43,9 +44,28 @@ func startFluentBit(t *testing.T, bin string, args ...string) *fbProc {
 // startFluentBitEnv starts Fluent Bit with extra environment variables.
 func startFluentBitEnv(t *testing.T, bin string, env []string, args ...string) *fbProc {
 	t.Helper()
+	return launchFluentBit(t, bin, env, nil, args...)
+}
+
+// startFluentBitStdout starts Fluent Bit with what it writes on stdout
+// (its stdout outputs) apart from its log (stderr, in fb.out): a record
+// and a log line written at once would otherwise interleave.
+func startFluentBitStdout(t *testing.T, bin string, env []string, args ...string) (fb *fbProc, stdout *syncBuffer) {
+	t.Helper()
+	stdout = &syncBuffer{}
+	return launchFluentBit(t, bin, env, stdout, args...), stdout
+}
+
+// launchFluentBit starts Fluent Bit with extra environment variables; its
+// stdout goes to stdout, or with its log to p.out when stdout is nil.
+func launchFluentBit(t *testing.T, bin string, env []string, stdout io.Writer, args ...string) *fbProc {
+	t.Helper()
 	p := &fbProc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if stdout != nil {
+		p.cmd.Stdout = stdout
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

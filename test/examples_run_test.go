@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -135,16 +134,7 @@ func (r *exampleRun) start(extra ...string) (fb *fbProc, stdout *syncBuffer) {
 	}
 	conf := writeFile(r.t, filepath.Join(r.dir, "run-"+filepath.Base(r.name)), string(out))
 	args := append(append([]string(nil), extra...), "-c", conf)
-	fb = &fbProc{cmd: exec.Command(fluentBit(r.t), args...), out: &syncBuffer{}, done: make(chan error, 1)}
-	stdout = &syncBuffer{}
-	fb.cmd.Env = append(os.Environ(), "MSGRAPH_TENANT_ID="+graphsim.DefaultTenantID, "MSGRAPH_CLIENT_ID="+graphsim.DefaultClientID)
-	fb.cmd.Stdout, fb.cmd.Stderr = stdout, fb.out
-	if err := fb.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	go func() { fb.done <- fb.cmd.Wait() }()
-	r.t.Cleanup(func() { fb.cmd.Process.Kill() })
-	return fb, stdout
+	return startFluentBitStdout(r.t, fluentBit(r.t), []string{"MSGRAPH_TENANT_ID=" + graphsim.DefaultTenantID, "MSGRAPH_CLIENT_ID=" + graphsim.DefaultClientID}, args...)
 }
 
 func mapGet(m *yaml.Node, key string) *yaml.Node {

@@ -7,6 +7,7 @@ import (
 	rand2 "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,24 +143,39 @@ func TestPoisonRecordsInEverySource(t *testing.T) {
 	}
 }
 
-// breakPages answers, until heal, every page that holds the object id
-// with a body that cannot be read: the object's text breaks the JSON, as
-// one unreadable object in Graph's answer does.
-func breakPages(clk *graphsim.Clock, id string, heal time.Time) func(sim *graphsim.Server) http.Handler {
+// editPages serves the simulator's answers with their bodies passed
+// through edit (status and body in, body out).
+func editPages(edit func(code int, body []byte) []byte) func(sim *graphsim.Server) http.Handler {
 	return func(sim *graphsim.Server) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			rec := httptest.NewRecorder()
 			sim.Handler().ServeHTTP(rec, req)
-			body := rec.Body.Bytes()
-			if key := []byte(fmt.Sprintf(`"id":%q`, id)); clk.Now().Before(heal) && bytes.Contains(body, key) {
-				body = bytes.Replace(body, key, append(key, `,"note":"cut`...), 1)
-			}
+			body := edit(rec.Code, rec.Body.Bytes())
 			maps.Copy(w.Header(), rec.Header())
 			w.Header().Del("Content-Length")
 			w.WriteHeader(rec.Code)
 			w.Write(body)
 		})
 	}
+}
+
+// breakObject breaks the JSON of the object whose text starts with key
+// (its "id" member), as one unreadable object in Graph's answer does: the
+// page that holds it cannot be read.
+func breakObject(body, key []byte) []byte {
+	return bytes.Replace(body, key, append(slices.Clip(key), `,"note":"cut`...), 1)
+}
+
+// breakPages answers, until heal, every page that holds the object id
+// with a body that cannot be read.
+func breakPages(clk *graphsim.Clock, id string, heal time.Time) func(sim *graphsim.Server) http.Handler {
+	key := []byte(fmt.Sprintf(`"id":%q`, id))
+	return editPages(func(_ int, body []byte) []byte {
+		if clk.Now().Before(heal) {
+			return breakObject(body, key)
+		}
+		return body
+	})
 }
 
 // TestUnreadablePageIsIsolated: one object makes every page that holds it

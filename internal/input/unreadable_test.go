@@ -3,10 +3,8 @@ package input
 import (
 	"bytes"
 	"fmt"
-	"maps"
 	rand2 "math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -120,20 +118,12 @@ func TestStretchIsRetriedBeforeItIsGivenUp(t *testing.T) {
 // and to (Graph or a proxy sending broken JSON for a while), and the
 // simulator's own answers otherwise.
 func breakAll(clk *graphsim.Clock, from, to time.Time) func(sim *graphsim.Server) http.Handler {
-	return func(sim *graphsim.Server) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			rec := httptest.NewRecorder()
-			sim.Handler().ServeHTTP(rec, req)
-			body := rec.Body.Bytes()
-			if now := clk.Now(); !now.Before(from) && now.Before(to) && rec.Code == 200 && bytes.Contains(body, []byte(`"value":[`)) {
-				body = bytes.Replace(body, []byte(`"value":[`), []byte(`"value":[{"id":"x",`), 1)
-			}
-			maps.Copy(w.Header(), rec.Header())
-			w.Header().Del("Content-Length")
-			w.WriteHeader(rec.Code)
-			w.Write(body)
-		})
-	}
+	return editPages(func(code int, body []byte) []byte {
+		if now := clk.Now(); !now.Before(from) && now.Before(to) && code == 200 {
+			return bytes.Replace(body, []byte(`"value":[`), []byte(`"value":[{"id":"x",`), 1)
+		}
+		return body
+	})
 }
 
 // TestUnreadableEpisodeIsNoStretch: minutes in which every answer is

@@ -155,7 +155,7 @@ func (s *slowPages) RoundTrip(req *http.Request) (*http.Response, error) {
 			if rerr != nil {
 				return nil, rerr
 			}
-			body = bytes.Replace(body, s.poison, append(slices.Clip(s.poison), `,"note":"cut`...), 1)
+			body = breakObject(body, s.poison)
 			res.Body, res.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 			res.Header.Del("Content-Length")
 		}
