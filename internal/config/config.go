@@ -68,20 +68,31 @@ const (
 // DefaultIMDSEndpoint is Azure's Instance Metadata Service token endpoint.
 const DefaultIMDSEndpoint = auth.DefaultIMDSEndpoint
 
-// Cloud is a Microsoft cloud: where its tokens and its Graph live.
+// Cloud is a Microsoft cloud: where its tokens, its Graph and its Office
+// 365 Management Activity API live.
 type Cloud struct {
-	Name          string
-	AuthorityHost string
-	GraphHost     string
+	Name           string
+	AuthorityHost  string
+	GraphHost      string
+	ManagementHost string
 }
 
-// Clouds are the values of the cloud key (graph-api.md §8).
+// Clouds are the values of the cloud key (graph-api.md §8, and the
+// Management Activity API reference's "Enterprise plan, GCC government
+// plan, GCC High government plan, DoD government plan, Office 365 operated
+// by 21Vianet" hosts). GCC tenants use the global Entra ID and Graph and
+// a Management API host of their own.
 var Clouds = []Cloud{
-	{"global", "https://login.microsoftonline.com", "https://graph.microsoft.com"},
-	{"usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us"},
-	{"usgov_dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us"},
-	{"china", "https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"},
+	{"global", "https://login.microsoftonline.com", "https://graph.microsoft.com", "https://manage.office.com"},
+	{"gcc", "https://login.microsoftonline.com", "https://graph.microsoft.com", "https://manage-gcc.office.com"},
+	{"usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us", "https://manage.office365.us"},
+	{"usgov_dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us", "https://manage.protection.apps.mil"},
+	{"china", "https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn", "https://manage.office.cn"},
 }
+
+// MaxActivityAge is how far back the Management Activity API lists and
+// serves content: 7 days.
+const MaxActivityAge = 7 * 24 * time.Hour
 
 // Config is the validated configuration of one input instance.
 type Config struct {
@@ -102,19 +113,25 @@ type Config struct {
 	Cloud              string
 	AuthorityHost      string // scheme://host[:port], no trailing slash
 	GraphHost          string // scheme://host[:port], no trailing slash
-	TLSCAFile          string
-	Source             string
-	PollInterval       time.Duration
-	Lookback           time.Duration
-	MaxLookback        time.Duration
-	Reconcile          []time.Duration // ascending; empty when off
-	DriftWarning       time.Duration
-	InitialLookback    time.Duration
-	PageSize           int
-	DB                 string
-	HTTPTimeout        time.Duration
-	HealthRecords      bool
-	MetricsListen      string // host:port for Prometheus, \"\" when off
+	// The Management Activity API (the o365_ sources): its host, the
+	// publisher GUID sent as PublisherIdentifier, and whether a missing
+	// subscription is started.
+	ManagementHost  string
+	PublisherID     string
+	AutoSubscribe   bool
+	TLSCAFile       string
+	Source          string
+	PollInterval    time.Duration
+	Lookback        time.Duration
+	MaxLookback     time.Duration
+	Reconcile       []time.Duration // ascending; empty when off
+	DriftWarning    time.Duration
+	InitialLookback time.Duration
+	PageSize        int
+	DB              string
+	HTTPTimeout     time.Duration
+	HealthRecords   bool
+	MetricsListen   string // host:port for Prometheus, \"\" when off
 }
 
 // Error is a configuration error about one key.
@@ -169,7 +186,7 @@ func ParseEnv(g Getter, env func(string) string) (Config, error) {
 	}
 	cloud, ok := findCloud(c.Cloud)
 	if !ok && p.err == nil {
-		p.fail("cloud", c.Cloud, "one of: global, usgov, usgov_dod, china")
+		p.fail("cloud", c.Cloud, "one of: global, gcc, usgov, usgov_dod, china")
 	}
 	if c.Auth == "" {
 		c.Auth = AuthClientSecret
@@ -195,6 +212,9 @@ func ParseEnv(g Getter, env func(string) string) (Config, error) {
 	}
 	c.AuthorityHost = p.host("authority_host", authority, cloud.AuthorityHost)
 	c.GraphHost = p.host("graph_host", p.str("graph_host"), cloud.GraphHost)
+	c.ManagementHost = p.host("management_host", p.str("management_host"), cloud.ManagementHost)
+	c.PublisherID = strings.ToLower(p.str("publisher_id"))
+	c.AutoSubscribe = p.boolean("auto_subscribe", true)
 	c.IMDSEndpoint = p.imds("imds_endpoint")
 	c.InitialLookback = p.duration("initial_lookback", c.Lookback)
 	if p.err != nil {
@@ -225,7 +245,8 @@ func (c *Config) Validate() error {
 	if c.Source == "" {
 		c.Source = SourceSignIns
 	}
-	if _, ok := source.Lookup(c.Source); !ok {
+	prof, ok := source.Lookup(c.Source)
+	if !ok {
 		return &Error{Key: "source", Value: c.Source, Allowed: "one of: " + source.Names()}
 	}
 	if c.PollInterval < time.Second {
@@ -257,7 +278,55 @@ func (c *Config) Validate() error {
 	if c.HTTPTimeout < time.Second || c.HTTPTimeout > 10*time.Minute {
 		return &Error{Key: "http_timeout", Value: FormatDuration(c.HTTPTimeout), Allowed: "between 1s and 10m"}
 	}
+	if prof.IsActivity() {
+		return c.validateActivity()
+	}
 	return nil
+}
+
+// validateActivity checks what the Management Activity API needs: the
+// tenant's GUID in its addresses, a publisher GUID, and windows within the
+// 7 days it lists.
+func (c *Config) validateActivity() error {
+	if !IsGUID(c.TenantID) {
+		return &Error{Key: "tenant_id", Value: c.TenantID, Allowed: "source " + c.Source + " needs the tenant's directory (tenant) id GUID: the Management Activity API's addresses hold it, a domain name is refused there"}
+	}
+	if c.PublisherID == "" {
+		c.PublisherID = strings.ToLower(c.TenantID)
+	}
+	if !IsGUID(c.PublisherID) {
+		return &Error{Key: "publisher_id", Value: c.PublisherID, Allowed: "a GUID: the tenant id of the organisation that collects (without it the requests share a global throttling pool)"}
+	}
+	week := FormatDuration(MaxActivityAge)
+	if c.InitialLookback > MaxActivityAge {
+		return &Error{Key: "initial_lookback", Value: FormatDuration(c.InitialLookback), Allowed: "at most " + week + " for source " + c.Source + ": the Management Activity API lists content of the last 7 days only"}
+	}
+	if c.Horizon() > MaxActivityAge {
+		key, v := "max_lookback", FormatDuration(c.MaxLookback)
+		if c.Horizon() != c.MaxLookback {
+			key, v = "reconcile", FormatDurations(c.Reconcile)
+		}
+		return &Error{Key: key, Value: v, Allowed: "at most " + week + " for source " + c.Source + ": the Management Activity API lists content of the last 7 days only"}
+	}
+	return nil
+}
+
+// IsGUID reports whether s is a GUID in its 8-4-4-4-12 form.
+func IsGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if r != '-' {
+				return false
+			}
+		case !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F'):
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Config) validateAuth() error {
@@ -395,6 +464,9 @@ func (c *Config) Redacted() string {
 		"http_timeout="+FormatDuration(c.HTTPTimeout),
 		"health_records="+strconv.FormatBool(c.HealthRecords),
 	)
+	if p, ok := source.Lookup(c.Source); ok && p.IsActivity() {
+		parts = append(parts, "management_host="+c.ManagementHost, "publisher_id="+c.PublisherID, "auto_subscribe="+strconv.FormatBool(c.AutoSubscribe))
+	}
 	if c.TLSCAFile != "" {
 		parts = append(parts, "tls_ca_file="+c.TLSCAFile)
 	}

@@ -117,7 +117,7 @@ func TestErrors(t *testing.T) {
 		{"http graph host", with("graph_host", "http://graph.microsoft.com"), `config: graph_host = "http://graph.microsoft.com" is invalid: https is required; plain http is accepted only for loopback addresses`},
 		{"graph host with path", with("graph_host", "https://graph.microsoft.com/v1.0"), `config: graph_host = "https://graph.microsoft.com/v1.0" is invalid: a base URL such as https://graph.microsoft.com, with no path`},
 		{"ftp authority", with("authority_host", "ftp://login"), `config: authority_host = "ftp://login" is invalid: a URL starting with https://`},
-		{"unknown source", with("source", "mail"), `config: source = "mail" is invalid: one of: signins, signins_noninteractive, signins_service_principal, signins_managed_identity, directory_audits, provisioning, risk_detections, security_alerts`},
+		{"unknown source", with("source", "mail"), `config: source = "mail" is invalid: one of: signins, signins_noninteractive, signins_service_principal, signins_managed_identity, directory_audits, provisioning, risk_detections, security_alerts, o365_azure_ad, o365_exchange, o365_sharepoint, o365_general, o365_dlp`},
 		{"bad duration", with("poll_interval", "1 minute"), `config: poll_interval = "1 minute" is invalid: a duration such as 90s, 30m, 2h or 7d (a bare number means seconds)`},
 		{"negative duration", with("lookback", "-5m"), `config: lookback = "-5m" is invalid: a duration such as 90s, 30m, 2h or 7d (a bare number means seconds)`},
 		{"poll too short", with("poll_interval", "500ms"), `config: poll_interval = "500ms" is invalid: at least 1s (Fluent Bit calls the plugin once a second)`},
@@ -310,16 +310,17 @@ func TestAuthKinds(t *testing.T) {
 }
 
 func TestClouds(t *testing.T) {
-	rows := map[string][2]string{
-		"global":    {"https://login.microsoftonline.com", "https://graph.microsoft.com"},
-		"usgov":     {"https://login.microsoftonline.us", "https://graph.microsoft.us"},
-		"usgov_dod": {"https://login.microsoftonline.us", "https://dod-graph.microsoft.us"},
-		"china":     {"https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"},
+	rows := map[string][3]string{
+		"global":    {"https://login.microsoftonline.com", "https://graph.microsoft.com", "https://manage.office.com"},
+		"gcc":       {"https://login.microsoftonline.com", "https://graph.microsoft.com", "https://manage-gcc.office.com"},
+		"usgov":     {"https://login.microsoftonline.us", "https://graph.microsoft.us", "https://manage.office365.us"},
+		"usgov_dod": {"https://login.microsoftonline.us", "https://dod-graph.microsoft.us", "https://manage.protection.apps.mil"},
+		"china":     {"https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn", "https://manage.office.cn"},
 	}
 	for name, want := range rows {
 		c, err := Parse(with("cloud", strings.ToUpper(name)))
-		if err != nil || c.AuthorityHost != want[0] || c.GraphHost != want[1] {
-			t.Errorf("%s: %s %s %v", name, c.AuthorityHost, c.GraphHost, err)
+		if err != nil || c.AuthorityHost != want[0] || c.GraphHost != want[1] || c.ManagementHost != want[2] {
+			t.Errorf("%s: %s %s %s %v", name, c.AuthorityHost, c.GraphHost, c.ManagementHost, err)
 		}
 	}
 	// Explicit hosts still override the cloud's.
@@ -327,7 +328,7 @@ func TestClouds(t *testing.T) {
 	if err != nil || c.GraphHost != "https://proxy.example.com" || c.AuthorityHost != "https://login.microsoftonline.us" {
 		t.Fatalf("override: %+v %v", c, err)
 	}
-	if _, err := Parse(with("cloud", "germany")); err == nil || err.Error() != `config: cloud = "germany" is invalid: one of: global, usgov, usgov_dod, china` {
+	if _, err := Parse(with("cloud", "germany")); err == nil || err.Error() != `config: cloud = "germany" is invalid: one of: global, gcc, usgov, usgov_dod, china` {
 		t.Fatalf("unknown cloud: %v", err)
 	}
 }
@@ -386,4 +387,41 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestActivityKeys(t *testing.T) {
+	const tenant = "11111111-2222-3333-4444-555555555555"
+	c, err := Parse(with("source", "o365_exchange", "tenant_id", tenant))
+	if err != nil || c.ManagementHost != "https://manage.office.com" || c.PublisherID != tenant || !c.AutoSubscribe {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	if !strings.Contains(c.Redacted(), "management_host=https://manage.office.com publisher_id="+tenant+" auto_subscribe=true") {
+		t.Fatalf("configuration line: %s", c.Redacted())
+	}
+	c, err = Parse(with("source", "o365_dlp", "tenant_id", tenant, "publisher_id", "AAAAAAAA-0000-0000-0000-000000000001",
+		"auto_subscribe", "off", "management_host", "http://127.0.0.1:8080"))
+	if err != nil || c.PublisherID != "aaaaaaaa-0000-0000-0000-000000000001" || c.AutoSubscribe || c.ManagementHost != "http://127.0.0.1:8080" {
+		t.Fatalf("set: %+v %v", c, err)
+	}
+	for _, row := range []struct {
+		kv   []string
+		want string
+	}{
+		{[]string{"tenant_id", "contoso.onmicrosoft.com"}, `config: tenant_id = "contoso.onmicrosoft.com" is invalid: source o365_exchange needs the tenant's directory (tenant) id GUID`},
+		{[]string{"tenant_id", tenant, "publisher_id", "contoso"}, `config: publisher_id = "contoso" is invalid: a GUID`},
+		{[]string{"tenant_id", tenant, "initial_lookback", "8d"}, `config: initial_lookback = "8d" is invalid: at most 7d for source o365_exchange`},
+		{[]string{"tenant_id", tenant, "max_lookback", "8d"}, `config: max_lookback = "8d" is invalid: at most 7d`},
+		{[]string{"tenant_id", tenant, "reconcile", "2h,8d"}, `config: reconcile = "2h,8d" is invalid: at most 7d`},
+		{[]string{"tenant_id", tenant, "management_host", "http://manage.example.com"}, `config: management_host = "http://manage.example.com" is invalid: https is required`},
+		{[]string{"tenant_id", tenant, "auto_subscribe", "maybe"}, `config: auto_subscribe = "maybe" is invalid`},
+	} {
+		_, err := Parse(with(append([]string{"source", "o365_exchange"}, row.kv...)...))
+		if err == nil || !strings.HasPrefix(err.Error(), row.want) {
+			t.Errorf("%v: %v, want %s", row.kv, err, row.want)
+		}
+	}
+	// Graph sources keep their limits and ignore the Management API keys.
+	if _, err := Parse(with("tenant_id", "contoso.onmicrosoft.com", "initial_lookback", "20d")); err != nil {
+		t.Fatal(err)
+	}
 }

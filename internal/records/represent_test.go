@@ -164,7 +164,7 @@ func TestSkippedRecordsSayWhyAndWhich(t *testing.T) {
 		{`{"id":"t2","createdDateTime":1704067200}`, "t2", "an object has a createdDateTime that is not a string"},
 		{`{"id":"t3","createdDateTime":"yesterday"}`, "t3", `an object has an unreadable createdDateTime "yesterday"`},
 		{`{"id":"t4","createdDateTime":"0001-01-01T00:00:00Z"}`, "t4", `an object has an unreadable createdDateTime "0001-01-01T00:00:00Z"`},
-		{`"just a string"`, "", "an element of value is not a JSON object"},
+		{`"just a string"`, "", "an element is not a JSON object"},
 		{`{"id":"line\nbreak\u0000","a":tru}`, "line\uFFFDbreak\uFFFD", "malformed JSON at byte 97: invalid value"},
 	}
 	for _, r := range rows {

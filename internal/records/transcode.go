@@ -198,6 +198,9 @@ type Decoder struct {
 	// Versioned makes the key (id, time field): each update of an object
 	// that changes over its life is an event of its own.
 	Versioned bool
+	// IDField is the top-level key holding the object's identity: "id"
+	// when empty (Graph); the Management Activity API's records use "Id".
+	IDField string
 
 	in      []byte
 	scratch []byte // unescaped string bytes
@@ -214,8 +217,15 @@ type Decoder struct {
 	deep, bigNum, badText bool
 }
 
-// DecodePage transcodes a Graph collection page into p.
-func (d *Decoder) DecodePage(body []byte, p *Page) error {
+func (d *Decoder) idField() string {
+	if d.IDField == "" {
+		return "id"
+	}
+	return d.IDField
+}
+
+// reset empties p for the next body.
+func (p *Page) reset() {
 	p.NextLink = ""
 	p.Records = p.Records[:0]
 	p.Buf = p.Buf[:0]
@@ -225,6 +235,31 @@ func (d *Decoder) DecodePage(body []byte, p *Page) error {
 	p.Deep = Altered{IDs: p.Deep.IDs[:0]}
 	p.Numbers = Altered{IDs: p.Numbers.IDs[:0]}
 	p.Text = Altered{IDs: p.Text.IDs[:0]}
+}
+
+// DecodeArray transcodes a body that is a JSON array of objects (a content
+// blob of the Management Activity API) into p, each element as an element
+// of a Graph page's value is.
+func (d *Decoder) DecodeArray(body []byte, p *Page) error {
+	p.reset()
+	d.in = body
+	i := d.ws(0)
+	if i >= len(body) || body[i] != '[' {
+		return d.errAt(i, "the content is not a JSON array")
+	}
+	i, err := d.values(i, p)
+	if err != nil {
+		return err
+	}
+	if j := d.ws(i); j != len(body) {
+		return d.errAt(j, "data after the end of the content")
+	}
+	return nil
+}
+
+// DecodePage transcodes a Graph collection page into p.
+func (d *Decoder) DecodePage(body []byte, p *Page) error {
+	p.reset()
 	d.in = body
 	i := d.ws(0)
 	if i >= len(body) || body[i] != '{' {
@@ -336,13 +371,13 @@ func (d *Decoder) values(i int, p *Page) (int, error) {
 			reason = skipReason(err)
 			id = d.peekID(elem)
 		case !isObject:
-			reason = "an element of value is not a JSON object"
+			reason = "an element is not a JSON object"
 		case !d.hasID && d.badID:
-			reason = "an object has an id that is not a string"
+			reason = "an object has an " + d.idField() + " that is not a string"
 		case !d.hasID:
-			reason = "an object has no id"
+			reason = "an object has no " + d.idField()
 		case len(d.id) == 0:
-			reason = "an object has an empty id"
+			reason = "an object has an empty " + d.idField()
 		case !d.hasWhen && d.badWhen:
 			reason = "an object has a " + d.TimeField + " that is not a string"
 		case !d.hasWhen:
@@ -453,7 +488,7 @@ func (d *Decoder) peekID(i int) []byte {
 			return nil
 		}
 		k, _, _ := msgp.ReadStringZC(d.skip)
-		isID := string(k) == "id"
+		isID := string(k) == d.idField()
 		if i = d.ws(i); i >= len(in) || in[i] != ':' {
 			return nil
 		}
@@ -618,7 +653,7 @@ func (d *Decoder) object(out []byte, i, depth int) ([]byte, int, error) {
 		if depth == 1 {
 			k, _, _ := msgp.ReadStringZC(out[keyStart:])
 			switch {
-			case string(k) == "id":
+			case string(k) == d.idField():
 				capture = 1
 			case string(k) == d.TimeField:
 				capture = 2

@@ -381,3 +381,45 @@ func TestVersionedKeys(t *testing.T) {
 		t.Fatal("without Versioned the key is the id")
 	}
 }
+
+// A content blob of the Management Activity API: a JSON array of records
+// identified by Id, whose CreationTime has no zone (UTC).
+func TestDecodeArray(t *testing.T) {
+	d := Decoder{TimeField: "CreationTime", IDField: "Id"}
+	var p Page
+	body := []byte(` [{"CreationTime":"2026-12-01T10:11:12","Id":"0b6d3e1c-6b0a-4f57-9b8e-2d1f00000001","Operation":"UserLoggedIn","RecordType":15},
+		{"Id":"0b6d3e1c-6b0a-4f57-9b8e-2d1f00000002","CreationTime":"2026-12-01T10:11:13.5"},
+		{"id":"lower-case","CreationTime":"2026-12-01T10:11:14"},
+		{"Id":"x","CreationTime":"yesterday"},
+		[1,2]] `)
+	if err := d.DecodeArray(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Records) != 2 || p.Invalid != 3 {
+		t.Fatalf("%d records, %d invalid (%s)", len(p.Records), p.Invalid, p.SkippedReasons())
+	}
+	want := time.Date(2026, 12, 1, 10, 11, 12, 0, time.UTC)
+	if p.Records[0].Created != want.UnixNano() || p.Records[1].Created != want.Add(1500*time.Millisecond).UnixNano() {
+		t.Fatalf("times %v %v", time.Unix(0, p.Records[0].Created).UTC(), time.Unix(0, p.Records[1].Created).UTC())
+	}
+	if p.Records[0].Key != KeyOf([]byte("0b6d3e1c-6b0a-4f57-9b8e-2d1f00000001")) {
+		t.Fatal("key is not of Id")
+	}
+	for _, r := range []string{"an object has no Id", `an object has an unreadable CreationTime "yesterday"`, "an element is not a JSON object"} {
+		if !strings.Contains(p.SkippedReasons(), r) {
+			t.Errorf("reasons %q lack %q", p.SkippedReasons(), r)
+		}
+	}
+	evs, err := DecodeEvents(p.Buf)
+	if err != nil || len(evs) != 2 || !evs[0].Time.Equal(want) {
+		t.Fatalf("%v %+v", err, evs)
+	}
+	for _, bad := range []string{`{"value":[]}`, `[{"Id":"a","CreationTime":"2026-12-01T10:11:12"}`, `[] []`, ``} {
+		if err := d.DecodeArray([]byte(bad), &p); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if err := d.DecodeArray([]byte(`[]`), &p); err != nil || len(p.Records) != 0 {
+		t.Fatalf("empty array: %v", err)
+	}
+}

@@ -1,5 +1,6 @@
-// Package source describes each Microsoft Graph audit log the plugin can
-// collect as data: where it lives, which time field filters it and with
+// Package source describes each audit log the plugin can collect as data:
+// which API serves it (Microsoft Graph, or the Office 365 Management
+// Activity API), where it lives, which time field filters it and with
 // which operators, how large a page may be, which request budget it draws
 // from, and what identifies one event (or one update of a changing
 // object). Adding a source is a row in Profiles.
@@ -28,14 +29,30 @@ var (
 	reports            = Budget{"reports", 5, 10 * time.Second, true, true}
 	identityProtection = Budget{"identity_protection", 1, time.Second, false, false}
 	security           = Budget{"security", 150, time.Minute, true, true}
+	// The Management Activity API allows 2 000 requests a minute per
+	// tenant to a publisher that identifies itself (PublisherIdentifier);
+	// it answers more with 403 AF429, without Retry-After.
+	management = Budget{"management_activity", 2000, time.Minute, true, false}
+)
+
+// The APIs a source can come from.
+const (
+	Graph    = "graph"
+	Activity = "activity" // the Office 365 Management Activity API
 )
 
 // Profile is one source.
 type Profile struct {
-	Name      string
-	Version   string // v1.0 or beta
-	Path      string // below the version, e.g. /auditLogs/signIns
-	TimeField string // filtered, and the record time
+	Name string
+	// API is Graph or Activity; ContentType names an Activity source's
+	// content type (Audit.Exchange).
+	API         string
+	ContentType string
+	Version     string // v1.0 or beta
+	Path        string // below the version, e.g. /auditLogs/signIns
+	TimeField   string // filtered, and the record time
+	// IDField holds the identity: "id" when empty.
+	IDField string
 	// Strict: the time field accepts only gt and lt (not ge and le).
 	Strict bool
 	// Extra is a filter clause ANDed with the time range.
@@ -55,23 +72,37 @@ type Profile struct {
 
 // Profiles lists every source.
 var Profiles = []Profile{
-	{Name: "signins", Version: "v1.0", Path: "/auditLogs/signIns", TimeField: "createdDateTime", MaxTop: 1000, Budget: reports,
+	{Name: "signins", API: Graph, Version: "v1.0", Path: "/auditLogs/signIns", TimeField: "createdDateTime", MaxTop: 1000, Budget: reports,
 		Permission: "AuditLog.Read.All and Directory.Read.All", Licence: "Microsoft Entra ID P1 or P2"},
 	signInType("signins_noninteractive", "nonInteractiveUser"),
 	signInType("signins_service_principal", "servicePrincipal"),
 	signInType("signins_managed_identity", "managedIdentity"),
-	{Name: "directory_audits", Version: "v1.0", Path: "/auditLogs/directoryAudits", TimeField: "activityDateTime", MaxTop: 1000, Budget: reports,
+	{Name: "directory_audits", API: Graph, Version: "v1.0", Path: "/auditLogs/directoryAudits", TimeField: "activityDateTime", MaxTop: 1000, Budget: reports,
 		Permission: "AuditLog.Read.All and Directory.Read.All", Licence: "any Microsoft Entra ID edition"},
-	{Name: "provisioning", Version: "v1.0", Path: "/auditLogs/provisioning", TimeField: "activityDateTime", Strict: true, MaxTop: 1000, Budget: reports,
+	{Name: "provisioning", API: Graph, Version: "v1.0", Path: "/auditLogs/provisioning", TimeField: "activityDateTime", Strict: true, MaxTop: 1000, Budget: reports,
 		Permission: "AuditLog.Read.All and Directory.Read.All", Licence: "Microsoft Entra ID P1 or P2"},
-	{Name: "risk_detections", Version: "v1.0", Path: "/identityProtection/riskDetections", TimeField: "lastUpdatedDateTime", MaxTop: 500, Versioned: true, Budget: identityProtection,
+	{Name: "risk_detections", API: Graph, Version: "v1.0", Path: "/identityProtection/riskDetections", TimeField: "lastUpdatedDateTime", MaxTop: 500, Versioned: true, Budget: identityProtection,
 		Permission: "IdentityRiskEvent.Read.All", Licence: "Microsoft Entra ID P1 or P2 (P2 for full details)"},
-	{Name: "security_alerts", Version: "v1.0", Path: "/security/alerts_v2", TimeField: "lastUpdateDateTime", MaxTop: 1000, Versioned: true, NoNextLink: true, Budget: security,
+	{Name: "security_alerts", API: Graph, Version: "v1.0", Path: "/security/alerts_v2", TimeField: "lastUpdateDateTime", MaxTop: 1000, Versioned: true, NoNextLink: true, Budget: security,
 		Permission: "SecurityAlert.Read.All", Licence: "Microsoft Defender XDR (Microsoft 365 E5 or a Defender product)"},
+	activity("o365_azure_ad", "Audit.AzureActiveDirectory", "ActivityFeed.Read"),
+	activity("o365_exchange", "Audit.Exchange", "ActivityFeed.Read"),
+	activity("o365_sharepoint", "Audit.SharePoint", "ActivityFeed.Read"),
+	activity("o365_general", "Audit.General", "ActivityFeed.Read"),
+	activity("o365_dlp", "DLP.All", "ActivityFeed.ReadDlp"),
+}
+
+// activity is a content type of the Management Activity API. Its listing
+// is filtered on contentCreated (when a blob became available), its
+// records are identified by Id and timed by CreationTime.
+func activity(name, contentType, permission string) Profile {
+	return Profile{Name: name, API: Activity, ContentType: contentType, Version: "v1.0", Path: "/activity/feed/subscriptions/content",
+		TimeField: "CreationTime", IDField: "Id", Budget: management,
+		Permission: permission + " (Office 365 Management APIs)", Licence: "Microsoft 365 or Office 365 with auditing on (E3/E5, Business Premium and the like)"}
 }
 
 func signInType(name, eventType string) Profile {
-	return Profile{Name: name, Version: "beta", Path: "/auditLogs/signIns", TimeField: "createdDateTime",
+	return Profile{Name: name, API: Graph, Version: "beta", Path: "/auditLogs/signIns", TimeField: "createdDateTime",
 		Extra: "signInEventTypes/any(t: t eq '" + eventType + "')", MaxTop: 1000, Budget: reports,
 		Permission: "AuditLog.Read.All and Directory.Read.All", Licence: "Microsoft Entra ID P1 or P2"}
 }
@@ -94,6 +125,10 @@ func Lookup(name string) (Profile, bool) {
 	}
 	return Profile{}, false
 }
+
+// IsActivity reports whether the source comes from the Management Activity
+// API.
+func (p Profile) IsActivity() bool { return p.API == Activity }
 
 // Top is the page size to ask for: page_size, capped at what the endpoint
 // accepts (a larger $top is a 400).

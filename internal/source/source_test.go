@@ -34,12 +34,12 @@ func TestURLs(t *testing.T) {
 func TestProfiles(t *testing.T) {
 	seen := map[string]bool{}
 	for _, p := range Profiles {
-		if seen[p.Name] || p.MaxTop < 1 || p.TimeField == "" || p.Budget.Requests < 1 || p.Permission == "" {
+		if seen[p.Name] || (p.MaxTop < 1) != p.IsActivity() || p.TimeField == "" || p.Budget.Requests < 1 || p.Permission == "" {
 			t.Errorf("profile %+v", p)
 		}
 		seen[p.Name] = true
 	}
-	if len(Profiles) != 8 {
+	if len(Profiles) != 13 {
 		t.Fatalf("%d profiles", len(Profiles))
 	}
 	r, _ := Lookup("risk_detections")
@@ -53,5 +53,36 @@ func TestProfiles(t *testing.T) {
 	}
 	if _, ok := Lookup("mail"); ok {
 		t.Fatal("unknown source found")
+	}
+}
+
+func TestActivityProfiles(t *testing.T) {
+	types := map[string]string{}
+	for _, p := range Profiles {
+		if p.API != Graph && p.API != Activity {
+			t.Errorf("%s: API %q", p.Name, p.API)
+		}
+		if p.IsActivity() {
+			types[p.Name] = p.ContentType
+			if p.TimeField != "CreationTime" || p.IDField != "Id" || p.Budget.Family != "management_activity" {
+				t.Errorf("%+v", p)
+			}
+		}
+	}
+	want := map[string]string{"o365_azure_ad": "Audit.AzureActiveDirectory", "o365_exchange": "Audit.Exchange",
+		"o365_sharepoint": "Audit.SharePoint", "o365_general": "Audit.General", "o365_dlp": "DLP.All"}
+	if len(types) != len(want) {
+		t.Fatalf("%v", types)
+	}
+	for k, v := range want {
+		if types[k] != v {
+			t.Errorf("%s: %q", k, types[k])
+		}
+	}
+	a, _ := Lookup("o365_exchange")
+	b, _ := Lookup("o365_dlp")
+	s, _ := Lookup("signins")
+	if a.BudgetKey("x", "t", "c") != b.BudgetKey("x", "t", "c") || a.BudgetKey("x", "t", "c") == s.BudgetKey("x", "t", "c") {
+		t.Fatal("content types share one budget per tenant and app, apart from Graph's")
 	}
 }
