@@ -13,6 +13,13 @@
 // their own time, objects that change after they are first logged, each
 // API family's throttling, licence and permission errors, and injected
 // server faults.
+//
+// It serves the Office 365 Management Activity API too, on a listener of
+// its own (ManageURL): subscriptions, content blob listings with
+// NextPageUri paging, blob retrieval with expiry, its AF error codes and
+// its 403 AF429 throttling, with tokens issued per resource so that each
+// API refuses the other's. NewFeed lays out millions of audit records in
+// content blobs whose bodies are generated on each fetch.
 // Every time decision goes through an injectable clock so that tests of
 // expiry, lateness and back-off never sleep.
 package graphsim
@@ -99,6 +106,19 @@ type Options struct {
 	// long (Graph's paging tokens expire, especially after a pause between
 	// pages); 0 keeps them while the snapshot limits allow.
 	LinkIdle time.Duration
+
+	// ManagePageSize is the most content blobs a Management Activity API
+	// listing page holds before it sets NextPageUri (default 200).
+	ManagePageSize int
+	// ManageFaults is the initial Management Activity API fault
+	// configuration; see SetManageFaults.
+	ManageFaults ManageFaults
+	// ManageNoDlpPermission withholds ActivityFeed.ReadDlp: DLP.All
+	// answers 403 AF10001.
+	ManageNoDlpPermission bool
+	// ManagePermission403 withholds ActivityFeed.Read: every Management
+	// Activity API request answers 403 AF10001.
+	ManagePermission403 bool
 }
 
 // Faults selects injected failures. Rates are per Graph request
@@ -168,6 +188,26 @@ type Stats struct {
 	// ByPath counts the requests to each Graph list path, such as
 	// "/v1.0/auditLogs/signIns".
 	ByPath map[string]int
+
+	// ManageTokens counts the access tokens issued for the Management
+	// Activity API (Tokens counts them too).
+	ManageTokens int
+	// WrongAudience counts requests refused because their token is for
+	// the other API: a Management API token on Graph or a Graph token on
+	// the Management API.
+	WrongAudience int
+	// ManageRequests counts the Management Activity API requests.
+	ManageRequests int
+	// ByManageOp counts them per operation: "list" (subscriptions/list),
+	// "content" (subscriptions/content), "blob" (a contentUri), "start" and
+	// "stop".
+	ByManageOp         map[string]int
+	BlobsServed        int // content blobs sent whole
+	ManageRecords      int // audit records in the blobs sent whole
+	ManageThrottled    int // 403 AF429 from the rate limit (injected ones show only in ByStatus)
+	ManageTruncated    int // truncated listing or blob bodies sent
+	ExpiredContent     int // AF20051 answers
+	SubscriptionStarts int // subscriptions started by subscriptions/start
 }
 
 // Server is the simulator. All methods are safe for concurrent use.
@@ -192,11 +232,19 @@ type Server struct {
 	inflight  int
 	url       string
 	ts        *httptest.Server
+
+	manageHandler http.Handler
+	manage        manageState
+	manageURL     string
+	manageTS      *httptest.Server
 }
 
 type grant struct {
 	tenant, client string
 	expires        time.Time
+	// api is the API the token is for, apiGraph or apiManage, and
+	// resource the scope host it was requested for.
+	api, resource string
 }
 
 // throttleWindow is a throttle's window as ThrottleWindowScale sets it.
@@ -220,6 +268,7 @@ func New(opts Options) *Server {
 	opts.MaxPageSize = cmp.Or(opts.MaxPageSize, 1000)
 	opts.MaxFilterAge = cmp.Or(opts.MaxFilterAge, 90*24*time.Hour)
 	opts.ManagedIdentityClientIDs = slices.Clone(opts.ManagedIdentityClientIDs)
+	opts.ManagePageSize = cmp.Or(opts.ManagePageSize, 200)
 	s := &Server{
 		opts:      opts,
 		faults:    opts.Faults,
@@ -231,27 +280,46 @@ func New(opts Options) *Server {
 		hits:      make(map[string][]time.Time),
 		events:    make(map[string][]Event),
 		snaps:     make(map[string]*snapshot),
-		stats:     Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int), ByPath: make(map[string]int)},
+		stats:     Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int), ByPath: make(map[string]int), ByManageOp: make(map[string]int)},
+		manage:    newManageState(opts.ManageFaults),
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
+	s.manageHandler = http.HandlerFunc(s.serveManageHTTP)
 	return s
 }
 
-// Start serves a new Server on a loopback httptest server that is closed
-// when the test ends.
+// Start serves a new Server on two loopback httptest servers, one for the
+// token endpoint and Graph (URL) and one for the Office 365 Management
+// Activity API (ManageURL), which are closed when the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s := New(opts)
 	ts := httptest.NewServer(s.handler)
+	mts := httptest.NewServer(s.manageHandler)
 	s.mu.Lock()
 	s.ts, s.url = ts, ts.URL
+	s.manageTS, s.manageURL = mts, mts.URL
 	s.mu.Unlock()
 	t.Cleanup(s.Close)
 	return s
 }
 
-// Handler returns the HTTP handler serving both the token endpoint and Graph.
+// Handler returns the HTTP handler serving the token endpoint, IMDS and
+// Graph, and also the Management Activity API paths (/api/v1.0/...), so
+// that a Proxy can present it under the manage.office.com host names.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// ManageHandler returns the HTTP handler serving the Management Activity
+// API alone.
+func (s *Server) ManageHandler() http.Handler { return s.manageHandler }
+
+// ManageURL is the base URL of the Management Activity API once started by
+// Start (scheme://host:port), "" otherwise.
+func (s *Server) ManageURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.manageURL
+}
 
 // URL is the base URL once started by Start, "" otherwise. It is both the
 // authority host and the Graph host.
@@ -264,11 +332,14 @@ func (s *Server) URL() string {
 // Close stops a server started by Start. It is idempotent.
 func (s *Server) Close() {
 	s.mu.Lock()
-	ts := s.ts
-	s.ts = nil
+	ts, mts := s.ts, s.manageTS
+	s.ts, s.manageTS = nil, nil
 	s.mu.Unlock()
 	if ts != nil {
 		ts.Close()
+	}
+	if mts != nil {
+		mts.Close()
 	}
 }
 
@@ -404,6 +475,7 @@ func (s *Server) Stats() Stats {
 	}
 	st.ByCredential = maps.Clone(s.stats.ByCredential)
 	st.ByPath = maps.Clone(s.stats.ByPath)
+	st.ByManageOp = maps.Clone(s.stats.ByManageOp)
 	return st
 }
 
@@ -418,6 +490,21 @@ func compareEvents(a, b Event) int {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.track(w, r, s.route)
+}
+
+func (s *Server) serveManageHTTP(w http.ResponseWriter, r *http.Request) {
+	s.track(w, r, func(w *recorder, r *http.Request) {
+		if isManagePath(r.URL.Path) {
+			s.serveManage(w, r)
+			return
+		}
+		manageMessage(w, http.StatusNotFound, "No HTTP resource was found that matches the request URI '"+baseURL(r)+r.URL.RequestURI()+"'.")
+	})
+}
+
+// track counts a request and its answer in Stats around serve.
+func (s *Server) track(w http.ResponseWriter, r *http.Request, serve func(*recorder, *http.Request)) {
 	s.mu.Lock()
 	s.stats.Requests++
 	s.inflight++
@@ -433,7 +520,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 	}()
+	serve(rec, r)
+}
 
+func (s *Server) route(rec *recorder, r *http.Request) {
 	p := r.URL.Path
 	ep, isList := endpoints[p]
 	switch {
@@ -441,7 +531,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.stats.ByPath[p]++
 		s.mu.Unlock()
+		if s.refuseManageToken(rec, r) {
+			return
+		}
 		s.list(rec, r, ep)
+	case isManagePath(p):
+		s.serveManage(rec, r)
 	case p == IMDSPath:
 		s.imds(rec, r)
 	case strings.HasSuffix(p, tokenPathSuffix) && strings.Count(p, "/") == strings.Count(tokenPathSuffix, "/")+1:

@@ -92,7 +92,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 		}
 		cred = c
 	}
-	if !s.validScope(r, form.Get("scope")) {
+	api, resource, ok := s.scopeAPI(r, form.Get("scope"))
+	if !ok {
 		if form.Get("scope") == "" {
 			s.tokenError(w, r, http.StatusBadRequest, "invalid_scope", 70011,
 				"The provided request must include a 'scope' input parameter.")
@@ -102,7 +103,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 		}
 		return
 	}
-	s.issue(w, cred)
+	s.issue(w, cred, api, resource)
 }
 
 func (s *Server) knownTenant(t string) bool {
@@ -136,12 +137,27 @@ var graphHosts = []string{
 	"https://microsoftgraph.chinacloudapi.cn",
 }
 
-// validScope accepts the national clouds' Graph hosts, the simulator's own
+// APIs a token can be for.
+const (
+	apiGraph  = "graph"
+	apiManage = "manage"
+)
+
+// scopeAPI accepts the national clouds' Graph hosts, the simulator's own
 // URL and the host the request came in on, so a client configured for any
-// of them can be exercised.
-func (s *Server) validScope(r *http.Request, scope string) bool {
+// of them can be exercised, and the Management Activity API hosts and
+// ManageURL. It returns the API the token is for and its resource.
+func (s *Server) scopeAPI(r *http.Request, scope string) (api, resource string, ok bool) {
 	host, ok := strings.CutSuffix(scope, "/.default")
-	return ok && s.isGraphHost(r, host)
+	switch {
+	case !ok:
+		return "", "", false
+	case s.isManageHost(host):
+		return apiManage, host, true
+	case s.isGraphHost(r, host):
+		return apiGraph, host, true
+	}
+	return "", "", false
 }
 
 // isGraphHost reports whether u (a scheme and host, without a trailing
@@ -158,11 +174,14 @@ func (s *Server) isGraphHost(r *http.Request, u string) bool {
 	return u == baseURL(r) || u == "https://"+r.Host
 }
 
-func (s *Server) issue(w http.ResponseWriter, cred string) {
-	tok, _ := s.grant(s.opts.ClientID, cred)
+func (s *Server) issue(w http.ResponseWriter, cred, api, resource string) {
+	tok, _ := s.grantFor(s.opts.ClientID, cred, api, resource)
 	secs := int(s.opts.TokenLifetime / time.Second)
 	s.mu.Lock()
 	s.stats.Tokens++
+	if api == apiManage {
+		s.stats.ManageTokens++
+	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", struct {
 		TokenType    string `json:"token_type"`
@@ -175,6 +194,12 @@ func (s *Server) issue(w http.ResponseWriter, cred string) {
 // grant mints an access token for client that Graph accepts until it
 // expires, and returns it with its expiry.
 func (s *Server) grant(client, cred string) (string, time.Time) {
+	return s.grantFor(client, cred, apiGraph, "")
+}
+
+// grantFor mints an access token for client that api accepts until it
+// expires, and returns it with its expiry.
+func (s *Server) grantFor(client, cred, api, resource string) (string, time.Time) {
 	tok := "gsim." + rand.Text() + rand.Text()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,7 +212,7 @@ func (s *Server) grant(client, cred string) (string, time.Time) {
 		}
 	}
 	exp := now.Add(s.opts.TokenLifetime)
-	s.tokens[tok] = grant{tenant: s.opts.TenantID, client: client, expires: exp}
+	s.tokens[tok] = grant{tenant: s.opts.TenantID, client: client, expires: exp, api: api, resource: resource}
 	s.stats.ByCredential[cred]++
 	return tok, exp
 }
