@@ -119,6 +119,10 @@ type Options struct {
 	// ManagePermission403 withholds ActivityFeed.Read: every Management
 	// Activity API request answers 403 AF10001.
 	ManagePermission403 bool
+	// ManageURL is the base URL ManageHandler is served at when the
+	// server is not started by Start, which sets its own: the token
+	// endpoint issues Management Activity API tokens for its scope.
+	ManageURL string
 }
 
 // Faults selects injected failures. Rates are per Graph request
@@ -282,6 +286,7 @@ func New(opts Options) *Server {
 		snaps:     make(map[string]*snapshot),
 		stats:     Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int), ByPath: make(map[string]int), ByManageOp: make(map[string]int)},
 		manage:    newManageState(opts.ManageFaults),
+		manageURL: strings.TrimSuffix(opts.ManageURL, "/"),
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	s.manageHandler = http.HandlerFunc(s.serveManageHTTP)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -252,10 +253,9 @@ func (s *Server) ManageBlobs(contentType string) []Blob {
 func (s *Server) SetSubscribed(contentType string, on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := s.manage.sub(contentType)
 	if on {
-		sub.enable(s.opts.Now())
-	} else if sub.enabled {
+		s.manage.sub(contentType).enable(s.opts.Now())
+	} else if sub := s.manage.subs[contentType]; sub != nil && sub.enabled {
 		sub.enabled, sub.stoppedAt = false, s.opts.Now()
 	}
 }
@@ -625,13 +625,7 @@ type subscriptionJSON struct {
 
 func (s *Server) listSubscriptions() *manageOut {
 	list := []subscriptionJSON{}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for ct := range s.manage.subs {
-			if !yield(ct) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(s.manage.subs))
 	// The documented content types first, in their order.
 	slices.SortStableFunc(names, func(a, b string) int {
 		ia, ib := slices.Index(ContentTypes, a), slices.Index(ContentTypes, b)

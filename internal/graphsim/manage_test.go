@@ -805,3 +805,39 @@ func keysOf(t *testing.T, rec []byte) []string {
 	}
 	return keys
 }
+
+// TestManageHandlerWithoutStart serves New's handlers on listeners of the
+// caller's, as the graphsim command does: Options.ManageURL names the
+// Management API's scope.
+func TestManageHandlerWithoutStart(t *testing.T) {
+	mts := httptest.NewUnstartedServer(nil)
+	manageURL := "http://" + mts.Listener.Addr().String()
+	s := New(Options{Now: NewClock(manageNow).Now, ManageURL: manageURL + "/"})
+	mts.Config.Handler = s.ManageHandler()
+	mts.Start()
+	t.Cleanup(mts.Close)
+	main := httptest.NewServer(s.Handler())
+	t.Cleanup(main.Close)
+	if s.ManageURL() != manageURL {
+		t.Errorf("ManageURL %q", s.ManageURL())
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {DefaultClientID}, "client_secret": {DefaultClientSecret}, "scope": {manageURL + "/.default"}}
+	resp, err := http.PostForm(main.URL+"/"+DefaultTenantID+"/oauth2/v2.0/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if err != nil || body.AccessToken == "" {
+		t.Fatalf("token: %d %v", resp.StatusCode, err)
+	}
+	s.SetSubscribed(ContentGeneral, false) // never started: not listed
+	s.SetSubscribed(ContentExchange, true)
+	r := manageDo(t, http.MethodGet, manageURL+"/api/v1.0/"+DefaultTenantID+"/activity/feed/subscriptions/list", body.AccessToken)
+	if r.status != http.StatusOK || string(r.body) != `[{"contentType":"Audit.Exchange","status":"enabled","webhook":null}]` {
+		t.Errorf("list: %d %s", r.status, r.body)
+	}
+}

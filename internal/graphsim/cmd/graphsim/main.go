@@ -2,10 +2,16 @@
 // address for end-to-end tests of the plugin inside a real Fluent Bit.
 //
 // The first lines on stdout name the base URL, which is both the authority
-// host and the Graph host:
+// host and the Graph host, and the base URL of the Office 365 Management
+// Activity API, served on a listener of its own (-manage-listen):
 //
 //	graphsim listening on http://127.0.0.1:PORT
 //	URL=http://127.0.0.1:PORT
+//	MANAGE_URL=http://127.0.0.1:PORT2
+//
+// -manage-records fills each of the five content types with blobs of that
+// many audit records over the last -span; subscriptions are to be started
+// by the client (or all of them at once with -manage-subscribed).
 //
 // -sources picks the sources it generates records for (signins by
 // default); -events and -rate apply to each of them, and a quarter of the
@@ -17,6 +23,7 @@
 //
 //	GET /_graphsim/stats                counters as JSON
 //	PUT /_graphsim/faults               a JSON Faults object
+//	PUT /_graphsim/manage-faults        a JSON ManageFaults object
 //	PUT /_graphsim/imds-faults          a JSON IMDSFaults object
 //	PUT /_graphsim/federated-tokens     a JSON array of the accepted federated tokens
 //	PUT /_graphsim/client-certificates  PEM CERTIFICATE blocks: the registered certificates
@@ -66,6 +73,9 @@ func run(args []string) error {
 		certs    = fs.String("client-certificates", "", "comma-separated PEM files of the certificates registered on the application")
 		fedFiles = fs.String("federated-token-files", "", "comma-separated files whose contents are accepted as federated tokens")
 		miIDs    = fs.String("managed-identity-client-ids", "", "comma-separated client IDs of the VM's user-assigned managed identities")
+		mListen  = fs.String("manage-listen", "127.0.0.1:0", "loopback address the Management Activity API listens on")
+		mRecords = fs.Int("manage-records", 1000, "audit records of each Management Activity API content type, in blobs over the last -span")
+		mSubbed  = fs.Bool("manage-subscribed", false, "start the subscriptions of every content type")
 		opts     graphsim.Options
 		f        graphsim.Faults
 	)
@@ -94,8 +104,8 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if *rate < 0 || *events < 0 {
-		return errors.New("-rate and -events must not be negative")
+	if *rate < 0 || *events < 0 || *mRecords < 0 {
+		return errors.New("-rate, -events and -manage-records must not be negative")
 	}
 	if !(opts.ThrottleWindowScale > 0) {
 		return errors.New("-throttle-window-scale must be positive")
@@ -132,19 +142,16 @@ func run(args []string) error {
 		opts.FederatedTokens = append(opts.FederatedTokens, strings.TrimSpace(string(b)))
 	}
 
-	if err := checkLoopback(*listen); err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", *listen)
+	l, err := listenLoopback("-listen", *listen)
 	if err != nil {
 		return err
 	}
-	// A host name such as localhost could resolve elsewhere; check what
-	// was actually bound.
-	if ip := l.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+	ml, err := listenLoopback("-manage-listen", *mListen)
+	if err != nil {
 		l.Close()
-		return fmt.Errorf("-listen %s bound to non-loopback %s", *listen, ip)
+		return err
 	}
+	opts.ManageURL = "http://" + ml.Addr().String()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -155,6 +162,18 @@ func run(args []string) error {
 	now := time.Now()
 	gen := newGenerator(sim, rng, srcs, late)
 	gen.add(now.Add(-*span), now, *events)
+	if *mRecords > 0 {
+		for i, ct := range graphsim.ContentTypes {
+			feed := graphsim.NewFeed(graphsim.FeedSpec{
+				ContentType: ct, Seed: uint64(*seed)*8 + uint64(i), From: now.Add(-*span), To: now,
+				PerDay: float64(*mRecords) / span.Hours() * 24, BlobRecords: max(*mRecords/10, 1),
+				DupRate: 0.02, DupGap: *span / 4, ListLateMax: *span / 10, RecordLateMax: *span,
+				OutOfOrder: true, Tenant: opts.TenantID,
+			})
+			sim.AddBlobs(feed.Blobs...)
+			sim.SetSubscribed(ct, *mSubbed)
+		}
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_graphsim/stats", func(w http.ResponseWriter, _ *http.Request) {
@@ -170,6 +189,14 @@ func run(args []string) error {
 			return
 		}
 		sim.SetFaults(nf)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /_graphsim/manage-faults", func(w http.ResponseWriter, r *http.Request) {
+		var nf graphsim.ManageFaults
+		if !decodeStrict(w, r, &nf) {
+			return
+		}
+		sim.SetManageFaults(nf)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("PUT /_graphsim/imds-faults", func(w http.ResponseWriter, r *http.Request) {
@@ -205,7 +232,7 @@ func run(args []string) error {
 	mux.Handle("/", sim.Handler())
 
 	base := "http://" + l.Addr().String()
-	fmt.Printf("graphsim listening on %s\nURL=%s\n", base, base)
+	fmt.Printf("graphsim listening on %s\nURL=%s\nMANAGE_URL=%s\n", base, base, opts.ManageURL)
 	fmt.Fprintf(os.Stderr, "graphsim: tenant=%s client_id=%s sources=%s events=%d rate=%g/s throttle=%t token_lifetime=%s client_certificates=%d federated_tokens=%d managed_identities=%d\n",
 		opts.TenantID, opts.ClientID, strings.Join(srcs, ","), *events, *rate, opts.Throttle, opts.TokenLifetime,
 		len(opts.ClientCertificates), len(opts.FederatedTokens), len(opts.ManagedIdentityClientIDs))
@@ -216,21 +243,45 @@ func run(args []string) error {
 		gen.run(ctx, *rate, now)
 	}()
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	ms := &http.Server{Handler: sim.ManageHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(l) }()
+	go func() { errc <- ms.Serve(ml) }()
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = hs.Shutdown(sctx)
-		cancel()
 	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err = errors.Join(ignoreClosed(err), ignoreClosed(hs.Shutdown(sctx)), ignoreClosed(ms.Shutdown(sctx)))
+	cancel()
 	stop()
 	<-genDone
+	return err
+}
+
+func ignoreClosed(err error) error {
 	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
+		return nil
 	}
 	return err
+}
+
+// listenLoopback listens on addr, which must be a loopback address.
+func listenLoopback(flagName, addr string) (net.Listener, error) {
+	if err := checkLoopback(flagName, addr); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// A host name such as localhost could resolve elsewhere; check what
+	// was actually bound.
+	if ip := l.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		l.Close()
+		return nil, fmt.Errorf("%s %s bound to non-loopback %s", flagName, addr, ip)
+	}
+	return l, nil
 }
 
 // maxTracked bounds the objects a generator remembers for updates.
@@ -357,16 +408,16 @@ func parseCertificates(b []byte) ([]*x509.Certificate, error) {
 
 // checkLoopback refuses addresses that would expose the simulator, which
 // accepts a well-known secret, beyond this machine.
-func checkLoopback(addr string) error {
+func checkLoopback(flagName, addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("-listen %q: %w", addr, err)
+		return fmt.Errorf("%s %q: %w", flagName, addr, err)
 	}
 	if host == "localhost" {
 		return nil
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("-listen %q: only loopback addresses are allowed", addr)
+		return fmt.Errorf("%s %q: only loopback addresses are allowed", flagName, addr)
 	}
 	return nil
 }
