@@ -402,7 +402,7 @@ func (s *Server) serveManage(w http.ResponseWriter, r *http.Request) {
 		writeManageReply(w, rep)
 		return
 	}
-	out.write(s, w)
+	out.write(w)
 }
 
 // manageOut is a 200 answer decided under the lock and written outside it.
@@ -415,7 +415,7 @@ type manageOut struct {
 	records  int
 }
 
-func (o *manageOut) write(s *Server, w http.ResponseWriter) {
+func (o *manageOut) write(w http.ResponseWriter) {
 	body := o.body
 	if o.blob != nil {
 		body = blobBody(o.blob)
@@ -440,12 +440,6 @@ func (o *manageOut) write(s *Server, w http.ResponseWriter) {
 		return
 	}
 	_, _ = w.Write(body)
-	if o.blob != nil && !o.notJSON {
-		s.mu.Lock()
-		s.stats.BlobsServed++
-		s.stats.ManageRecords += o.records
-		s.mu.Unlock()
-	}
 }
 
 func blobBody(b *Blob) []byte {
@@ -534,8 +528,14 @@ func (s *Server) manageDecide(r *http.Request, mr *manageRequest) (*manageOut, *
 		return nil, rep
 	}
 	out.truncate, out.notJSON = truncate || out.truncate, notJSON || out.notJSON
-	if out.truncate {
+	switch {
+	case out.truncate:
 		s.stats.ManageTruncated++
+	case out.blob != nil && !out.notJSON:
+		// Counted before the body is sent, so that a client that has read
+		// it sees it in Stats.
+		s.stats.BlobsServed++
+		s.stats.ManageRecords += out.records
 	}
 	return out, nil
 }
