@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"sort"
+	"unsafe"
 
 	"github.com/in-msgraph/in_msgraph/internal/records"
 )
@@ -93,6 +94,12 @@ func New() *Set { return &Set{} }
 
 // Len is the number of keys held.
 func (s *Set) Len() int { return s.used }
+
+// Bytes is the memory the set's tables hold (their capacity, whatever is
+// used of it).
+func (s *Set) Bytes() int {
+	return cap(s.ctrl)*8 + cap(s.slots)*int(unsafe.Sizeof(slot{})) + cap(s.buf)*int(unsafe.Sizeof(bucket{})) + cap(s.arena)*4
+}
 
 // hash mixes the key's two halves: GUIDs are random but for a few fixed
 // bits, hashed ids are random, and small test keys are not random at all.

@@ -95,3 +95,17 @@ func TestExpiryIsProportionalToWhatExpires(t *testing.T) {
 		t.Fatalf("calls %d len %d buckets %d", calls, s.Len(), len(s.order))
 	}
 }
+
+// Bytes follows what the tables hold: about the measured bytes per id.
+func TestBytesFollowsTheTables(t *testing.T) {
+	s := New()
+	if s.Bytes() != 0 {
+		t.Fatalf("empty set holds %d bytes", s.Bytes())
+	}
+	for i := range 100_000 {
+		s.Add(key(i), int64(i)*1e9)
+	}
+	if per := float64(s.Bytes()) / float64(s.Len()); per < 20 || per > 45 {
+		t.Fatalf("%.1f bytes per id", per)
+	}
+}

@@ -5,6 +5,7 @@
 package graph
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -237,7 +238,8 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// APIError is a non-200 answer from Graph.
+// APIError is a non-200 answer from Graph (or, with Service set, from
+// another Microsoft API).
 type APIError struct {
 	Status     int
 	Code       string // Graph error code, e.g. Authentication_MSGraphPermissionMissing
@@ -245,10 +247,15 @@ type APIError struct {
 	RequestID  string
 	Retryable  bool
 	RetryAfter time.Duration // from Retry-After, 0 when absent
+	// Throttled marks throttling answered with another status than 429
+	// (the Management Activity API's 403 AF429).
+	Throttled bool
+	// Service names the API when it is not Graph; Hint is its fix.
+	Service, Hint string
 }
 
 func (e *APIError) Error() string {
-	s := fmt.Sprintf("Graph answered HTTP %d", e.Status)
+	s := fmt.Sprintf("%s answered HTTP %d", cmp.Or(e.Service, "Graph"), e.Status)
 	if e.Code != "" {
 		s += " " + e.Code
 	}
@@ -261,6 +268,9 @@ func (e *APIError) Error() string {
 
 // Fix says what the user can do about a non-retryable error.
 func (e *APIError) Fix() string {
+	if e.Service != "" {
+		return e.Hint
+	}
 	switch e.Code {
 	case "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
 		return "reading sign-in logs through Graph needs a Microsoft Entra ID P1 or P2 licence in the tenant (B2C tenants cannot); assign one, then the plugin resumes by itself"
@@ -284,13 +294,18 @@ func (e *APIError) Fix() string {
 type TransportError struct {
 	Err       error
 	RequestID string
+	Service   string // "" is Graph
 }
 
-func (e *TransportError) Error() string { return "request to Graph failed: " + e.Err.Error() }
+func (e *TransportError) Error() string {
+	return "request to " + cmp.Or(e.Service, "Graph") + " failed: " + e.Err.Error()
+}
 func (e *TransportError) Unwrap() error { return e.Err }
 
-// OriginError is a nextLink that points away from graph_host.
-type OriginError struct{ Link, Host string }
+// OriginError is a link that points away from the configured host: a
+// nextLink away from graph_host, or (What and Key set) another API's link
+// away from its host key.
+type OriginError struct{ Link, Host, What, Key string }
 
 func (e *OriginError) Error() string {
 	u, _ := url.Parse(e.Link)
@@ -298,5 +313,6 @@ func (e *OriginError) Error() string {
 	if u != nil {
 		where = u.Scheme + "://" + u.Host
 	}
-	return fmt.Sprintf("Graph's @odata.nextLink points to %s, not to graph_host %s; it was not followed, so the bearer token is not sent there", where, e.Host)
+	return fmt.Sprintf("%s points to %s, not to %s %s; it was not followed, so the bearer token is not sent there",
+		cmp.Or(e.What, "Graph's @odata.nextLink"), where, cmp.Or(e.Key, "graph_host"), e.Host)
 }

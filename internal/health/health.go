@@ -28,6 +28,12 @@ const (
 	// UnreadablePage is a stretch of time whose pages cannot be read; it
 	// is reported for each stretch, whatever the rate.
 	UnreadablePage Code = "unreadable_page"
+	// ContentExpired counts content blobs of the Management Activity API
+	// that expired before they were fetched (AF20051): lost upstream.
+	ContentExpired Code = "content_expired"
+	// SubscriptionStarted: the plugin started a Management Activity API
+	// subscription (auto_subscribe).
+	SubscriptionStarted Code = "subscription_started"
 )
 
 // Monitor builds health records for one input. It is not safe for

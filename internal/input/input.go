@@ -26,6 +26,7 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/graph"
 	"github.com/in-msgraph/in_msgraph/internal/health"
 	"github.com/in-msgraph/in_msgraph/internal/logging"
+	"github.com/in-msgraph/in_msgraph/internal/manage"
 	"github.com/in-msgraph/in_msgraph/internal/metrics"
 	"github.com/in-msgraph/in_msgraph/internal/records"
 	"github.com/in-msgraph/in_msgraph/internal/schedule"
@@ -53,8 +54,10 @@ type Stats struct {
 	LateArrivals                                    int
 	LinkRefused                                     int // nextLinks Graph refused (expired)
 	// Unreadable counts the pages that could not be read, Stretches the
-	// unreadable stretches found.
+	// unreadable stretches found (unreadable blobs, for the Management
+	// Activity API).
 	Unreadable, Stretches int
+	Blobs                 int // content blobs fetched
 }
 
 // Instance is one configured input.
@@ -79,6 +82,11 @@ type Instance struct {
 	unserve   func() // stops serving metrics_listen
 	tokensOK  int    // token counts already reported
 	tokensErr int
+
+	// act is set for the Management Activity API sources (activity.go).
+	act *activity
+	// svc names the API in messages.
+	svc string
 
 	dec     records.Decoder
 	page    records.Page
@@ -143,6 +151,7 @@ type commit struct {
 	class  schedule.Class
 	// stretch: the page is of the retry of an unreadable stretch.
 	stretch bool
+	act     *actCommit // Management Activity API sources
 }
 
 type lateAgg struct {
@@ -174,6 +183,16 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 	if o.Repeat == 0 {
 		o.Repeat = 15 * time.Minute
 	}
+	profile, ok := source.Lookup(cfg.Source)
+	if !ok {
+		return nil, fmt.Errorf("config: source = %q is invalid: one of: %s", cfg.Source, source.Names())
+	}
+	// The token is for the API the source comes from: a Graph token is
+	// refused by the Management Activity API, and the other way round.
+	resource := cfg.GraphHost
+	if profile.IsActivity() {
+		resource = cfg.ManagementHost
+	}
 	o.Logger.Secret("client_secret", cfg.ClientSecret)
 	o.Logger.Secret("private_key_password", cfg.PrivateKeyPassword)
 	// Every request of the instance, token requests included, ends when
@@ -192,8 +211,8 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		ClientID:           cfg.ClientID,
 		Secret:             cfg.ClientSecret,
 		AuthorityHost:      cfg.AuthorityHost,
-		Scope:              cfg.GraphHost + "/.default",
-		Resource:           cfg.GraphHost + "/",
+		Scope:              resource + "/.default",
+		Resource:           resource + "/",
 		FederatedTokenFile: cfg.FederatedTokenFile,
 		IMDSEndpoint:       cfg.IMDSEndpoint,
 		HTTPClient:         &http.Client{Transport: o.Transport},
@@ -223,9 +242,14 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	client.Now = o.Now
-	profile, ok := source.Lookup(cfg.Source)
-	if !ok {
-		return nil, fmt.Errorf("config: source = %q is invalid: one of: %s", cfg.Source, source.Names())
+	var act *activity
+	if profile.IsActivity() {
+		mc, err := manage.NewClient(cfg.ManagementHost, cfg.TenantID, cfg.PublisherID, tokens, o.Transport, cfg.HTTPTimeout)
+		if err != nil {
+			return nil, err
+		}
+		mc.Now = o.Now
+		act = newActivity(mc, profile.ContentType)
 	}
 	if o.Budget == nil {
 		b := profile.Budget
@@ -242,7 +266,9 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		budget:   o.Budget,
 		seen:     dedup.New(),
 		health:   health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
-		dec:      records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned},
+		dec:      records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned, IDField: profile.IDField},
+		act:      act,
+		svc:      "Graph",
 		inPage:   map[records.Key]struct{}{},
 		began:    o.Now(),
 		followed: map[uint64]map[string]struct{}{},
@@ -250,6 +276,9 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 
 		transport: o.Transport,
 		metrics:   metrics.For(o.Name, cfg.Source),
+	}
+	if act != nil {
+		in.svc = manage.Service
 	}
 	in.health.OnEmit = func(c health.Code, status string) { in.metrics.Warning(string(c), status) }
 	in.st = stateFile{open: o.OpenState, maxUnsaved: MaxUnsaved}
@@ -341,7 +370,11 @@ func (in *Instance) Collect() []byte {
 	in.checkConditions(now)
 	in.batch = in.batch[:0]
 	in.page.Records = in.page.Records[:0]
-	in.readPage(now)
+	if in.act != nil {
+		in.readActivity(now)
+	} else {
+		in.readPage(now)
+	}
 	in.batch = in.health.Take(in.batch)
 	for _, r := range in.page.Records {
 		if in.isNew(r) {
@@ -372,7 +405,8 @@ func (in *Instance) isNew(r records.Record) bool {
 		return false
 	}
 	in.inPage[r.Key] = struct{}{}
-	in.pending.add = append(in.pending.add, state.Entry{Key: r.Key, Time: r.Created})
+	in.pending.add = append(in.pending.add, state.Entry{Key: r.Key, Time: in.entryTime(r)})
+	in.noteRecord(r)
 	return true
 }
 
@@ -399,7 +433,7 @@ func (in *Instance) readPage(now time.Time) {
 	}
 	in.Stats.Requests++
 	resp, err := in.client.Get(in.ctx, link)
-	in.countRequest(err)
+	in.countRequest(in.profile.Path, err)
 	unreadable := false
 	if err == nil {
 		err = in.dec.DecodePage(resp.Body, &in.page)
@@ -460,7 +494,7 @@ func (in *Instance) readPage(now time.Time) {
 	if chunk.Class == schedule.Live && !chunk.Planned.Before(in.began) && res.Newest.After(in.newest) {
 		in.newest = res.Newest
 	}
-	in.reportPage(now, resp.RequestID)
+	in.reportPage(now, &in.page, resp.RequestID)
 	clear(in.inPage)
 	in.pending = &commit{chunk: chunk.ID, result: res, when: now, class: chunk.Class, stretch: chunk.Stretch}
 	// A full page without a nextLink, from a service that answers that way
@@ -470,11 +504,10 @@ func (in *Instance) readPage(now time.Time) {
 
 // reportPage reports the objects of the page that were skipped, or
 // delivered in another form so that Fluent Bit's outputs can carry them.
-func (in *Instance) reportPage(now time.Time, requestID string) {
-	p := &in.page
+func (in *Instance) reportPage(now time.Time, p *records.Page, requestID string) {
 	if p.Invalid > 0 {
 		in.Stats.Invalid += p.Invalid
-		msg := fmt.Sprintf("Graph returned %d objects that cannot be delivered (%s); they are skipped", p.Invalid, p.SkippedReasons())
+		msg := fmt.Sprintf("%s returned %d objects that cannot be delivered (%s); they are skipped", in.svc, p.Invalid, p.SkippedReasons())
 		fields := []records.Field{{Key: "count", Value: p.Invalid}, {Key: "request_id", Value: requestID}}
 		if ids := p.SkippedIDs(); ids != "" {
 			msg += "; ids " + ids
@@ -502,7 +535,7 @@ func (in *Instance) reportPage(now time.Time, requestID string) {
 			fields = append(fields, records.Field{Key: a.key, Value: a.alt.Count})
 		}
 	}
-	msg := "Graph returned objects Fluent Bit's outputs cannot carry as sent: " + strings.Join(parts, "; ")
+	msg := in.svc + " returned objects Fluent Bit's outputs cannot carry as sent: " + strings.Join(parts, "; ")
 	if in.health.Event(now, health.AlteredRecords, msg, fields...) {
 		in.log.Warnf("%s (request-id %s)", msg, requestID)
 	}
@@ -510,7 +543,7 @@ func (in *Instance) reportPage(now time.Time, requestID string) {
 
 // countRequest records the request's outcome and the token requests it
 // caused.
-func (in *Instance) countRequest(err error) {
+func (in *Instance) countRequest(endpoint string, err error) {
 	code := 200
 	var ge *graph.APIError
 	switch {
@@ -519,7 +552,7 @@ func (in *Instance) countRequest(err error) {
 	case err != nil:
 		code = 0
 	}
-	in.metrics.Request(in.profile.Path, code)
+	in.metrics.Request(endpoint, code)
 	ok, failed := in.tokens.Counts()
 	in.metrics.Tokens(ok-in.tokensOK, failed-in.tokensErr)
 	in.tokensOK, in.tokensErr = ok, failed
@@ -670,6 +703,10 @@ func (in *Instance) Commit() {
 	c := in.pending
 	in.pending = nil
 	if c == nil || in.closed {
+		return
+	}
+	if c.act != nil {
+		in.commitActivity(c)
 		return
 	}
 	now := in.now()
@@ -831,11 +868,11 @@ func (in *Instance) lateArrivals(now time.Time, c *commit) {
 func (in *Instance) onSuccess(now time.Time) {
 	in.lastPoll = now
 	if in.failures > 0 || in.throttles > 0 {
-		in.log.Infof("Graph answers again after %d failed requests", in.failures+in.throttles)
+		in.log.Infof("%s answers again after %d failed requests", in.svc, in.failures+in.throttles)
 	}
 	in.failures, in.throttles = 0, 0
 	in.health.Clear(now, health.AuthFailed, "token requests succeed again")
-	in.health.Clear(now, health.APIError, "Graph requests succeed again")
+	in.health.Clear(now, health.APIError, in.svc+" requests succeed again")
 }
 
 // onError decides when to retry and which condition to raise.
@@ -873,7 +910,7 @@ func (in *Instance) onError(now time.Time, err error) {
 		in.restartChain()
 		wait = time.Second
 		in.log.Warnf("%v; asking for pages of %d events", ge, in.top)
-	case errors.As(err, &ge) && ge.Status == http.StatusTooManyRequests:
+	case errors.As(err, &ge) && (ge.Status == http.StatusTooManyRequests || ge.Throttled):
 		in.failures--
 		in.throttles++
 		in.Stats.Throttled++
@@ -886,12 +923,16 @@ func (in *Instance) onError(now time.Time, err error) {
 		in.metrics.Throttled(wait)
 		if in.throttles >= 3 {
 			msg := fmt.Sprintf("Graph keeps answering 429 Too Many Requests (%d in a row); requests wait %s as Graph asks. Another tool using the same app registration may be sharing its budget of 5 requests per 10 seconds", in.throttles, wait.Round(time.Millisecond))
+			if in.act != nil {
+				msg = fmt.Sprintf("%s keeps answering %d %s, its throttling (%d in a row); requests wait %s. Every tool that reads this tenant's activity feed with the same publisher_id (%s) shares its budget of 2 000 requests a minute",
+					manage.Service, ge.Status, ge.Code, in.throttles, wait.Round(time.Millisecond), in.cfg.PublisherID)
+			}
 			if in.health.Fire(now, health.Throttled, msg, records.Field{Key: "consecutive_429", Value: in.throttles},
 				records.Field{Key: "retry_after_seconds", Value: wait}, records.Field{Key: "request_id", Value: ge.RequestID}) {
 				in.log.Warnf("%s", msg)
 			}
 		} else {
-			in.log.Debugf("429 from Graph, waiting %s", wait)
+			in.log.Debugf("%s throttled the request (HTTP %d), waiting %s", in.svc, ge.Status, wait)
 		}
 	case errors.As(err, &ge):
 		if ge.RetryAfter > 0 {
@@ -966,12 +1007,15 @@ func (in *Instance) checkConditions(now time.Time) {
 	case !in.newest.IsZero() && now.Sub(in.newest) > in.cfg.DriftWarning:
 		age := now.Sub(in.newest).Round(time.Second)
 		msg := fmt.Sprintf("the newest event Graph returns is %s old (drift_warning %s): Graph is publishing late, or the tenant has had no such events since", age, config.FormatDuration(in.cfg.DriftWarning))
+		if in.act != nil {
+			msg = fmt.Sprintf("the newest content %s lists was created %s ago (drift_warning %s): the API is publishing late, or the tenant has had no %s activity since", manage.Service, age, config.FormatDuration(in.cfg.DriftWarning), in.act.contentType)
+		}
 		if in.health.Fire(now, health.DriftExceeded, msg, records.Field{Key: "newest_event", Value: in.newest.UTC().Format(time.RFC3339Nano)},
 			records.Field{Key: "drift_seconds", Value: age}) {
 			in.log.Warnf("%s", msg)
 		}
 	case in.newest.IsZero() && !started.IsZero() && now.Sub(started) > in.cfg.DriftWarning && in.lastPoll.After(started):
-		msg := fmt.Sprintf("Graph has returned no event since the plugin started %s ago", now.Sub(started).Round(time.Second))
+		msg := fmt.Sprintf("%s has returned no %s since the plugin started %s ago", in.svc, map[bool]string{false: "event", true: "content"}[in.act != nil], now.Sub(started).Round(time.Second))
 		if in.health.Fire(now, health.DriftExceeded, msg, records.Field{Key: "drift_seconds", Value: now.Sub(started)}) {
 			in.log.Warnf("%s", msg)
 		}
@@ -987,14 +1031,22 @@ func (in *Instance) checkConditions(now time.Time) {
 	// longer than the lookback, or a sweep twice that.
 	limit := max(5*in.cfg.PollInterval, 5*time.Minute)
 	lb := in.sched.Lookback()
-	if fresh > limit || live > lb+limit || rec > 2*lb+limit {
+	var queued time.Duration
+	if in.act != nil {
+		_, queued = in.act.oldest(now)
+	}
+	if fresh > limit || live > lb+limit || rec > 2*lb+limit || queued > lb+limit {
 		msg := fmt.Sprintf("collection is behind: the newest pending live query has waited %s, the oldest %s and reconcile sweeps %s (%d queries queued); Graph's budget of 5 requests per 10 seconds cannot keep up, newest events go first",
 			fresh.Round(time.Second), live.Round(time.Second), rec.Round(time.Second), n)
+		if in.act != nil {
+			msg = fmt.Sprintf("collection is behind: %d content blobs are queued, the oldest listed %s ago; the newest listing has waited %s and reconcile sweeps %s; blobs are fetched oldest first, one per collect",
+				len(in.act.queue), queued.Round(time.Second), fresh.Round(time.Second), rec.Round(time.Second))
+		}
 		if in.health.Fire(now, health.Throttled, msg, records.Field{Key: "live_behind_seconds", Value: fresh}, records.Field{Key: "reread_behind_seconds", Value: live},
 			records.Field{Key: "reconcile_behind_seconds", Value: rec}, records.Field{Key: "queued_queries", Value: n}) {
 			in.log.Warnf("%s", msg)
 		}
-	} else if fresh <= limit/2 && live <= lb+limit/2 && rec <= 2*lb+limit/2 && in.throttles == 0 {
+	} else if fresh <= limit/2 && live <= lb+limit/2 && rec <= 2*lb+limit/2 && queued <= lb+limit/2 && in.throttles == 0 {
 		// Cleared with a margin, so that a queue hovering at the limit
 		// does not flap.
 		if in.health.Clear(now, health.Throttled, "the schedule has caught up") {

@@ -55,6 +55,9 @@ func (in *Instance) loadState(now time.Time) error {
 		var raw []byte
 		if err == nil {
 			raw, err = db.Load(seen.Add)
+			if err == nil && in.act != nil {
+				err = in.act.load(db)
+			}
 			if err == nil && raw != nil {
 				if sched, err = schedule.DecodeState(raw); err != nil {
 					err = &state.UnreadableError{Path: path, Reason: err.Error()}

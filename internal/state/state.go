@@ -41,9 +41,13 @@ var (
 	bucketMeta = []byte("meta")
 	bucketKeys = []byte("keys") // version 1
 	bucketIDs  = []byte("ids")
-	keyVersion = []byte("version")
-	keySched   = []byte("schedule")
-	keyPacing  = []byte("pacing")
+	// items holds named values beside the ids, written with the commit
+	// they belong to (the content blobs an input has listed and not yet
+	// delivered); created with the first.
+	bucketItems = []byte("items")
+	keyVersion  = []byte("version")
+	keySched    = []byte("schedule")
+	keyPacing   = []byte("pacing")
 )
 
 // An ids record: the key is the minute (event time / minuteNanos, rounded
@@ -160,6 +164,8 @@ type DB struct {
 	pacing    Pacing
 	hasPacing bool
 	next      []byte
+	// staged are the items the next commit writes (nil values delete).
+	staged map[string][]byte
 }
 
 // boltOpen is bbolt's Open; tests replace it to inject the system's errors.
@@ -351,6 +357,9 @@ func (d *DB) Commit(add []Entry, del []records.Key, schedule []byte) error {
 		if err := d.remove(b, del); err != nil {
 			return err
 		}
+		if err := d.writeItems(tx); err != nil {
+			return err
+		}
 		meta := tx.Bucket(bucketMeta)
 		if d.next != nil {
 			if err := meta.Put(keyPacing, d.next); err != nil {
@@ -363,7 +372,63 @@ func (d *DB) Commit(add []Entry, del []records.Key, schedule []byte) error {
 		return fmt.Errorf("db %s: commit failed: %w", d.path, err)
 	}
 	d.next = nil
+	clear(d.staged)
 	return nil
+}
+
+// Stage sets item key to value (nil deletes it) with the next commit; a
+// commit that fails keeps what is staged for the one after it.
+func (d *DB) Stage(key string, value []byte) {
+	if d.staged == nil {
+		d.staged = map[string][]byte{}
+	}
+	d.staged[key] = value
+}
+
+func (d *DB) writeItems(tx *bolt.Tx) error {
+	if len(d.staged) == 0 {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketItems)
+	if err != nil {
+		return err
+	}
+	for k, v := range d.staged {
+		if v == nil {
+			err = b.Delete([]byte(k))
+		} else {
+			err = b.Put([]byte(k), v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Items calls fn for every stored item, in key order. A damaged file
+// gives an *UnreadableError.
+func (d *DB) Items(fn func(key string, value []byte)) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &UnreadableError{Path: d.path, Reason: fmt.Sprintf("damaged file: %v", r)}
+		}
+	}()
+	err = d.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketItems)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			fn(string(k), append([]byte(nil), v...))
+			return nil
+		})
+	})
+	var ue *UnreadableError
+	if err != nil && !errors.As(err, &ue) {
+		err = &OpenError{Path: d.path, Err: err}
+	}
+	return err
 }
 
 // append writes add as records, one per run of entries of the same minute

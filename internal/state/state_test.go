@@ -125,3 +125,36 @@ func TestVersionAndGarbage(t *testing.T) {
 		t.Fatal("the unreadable file was not kept")
 	}
 }
+
+// Items are written with the commit they are staged for, kept staged when
+// it fails, and read back after a reopen.
+func TestItems(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	d, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Stage("blob/a", []byte("1"))
+	d.Stage("blob/b", []byte("2"))
+	if err := d.Commit(nil, nil, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	d.Stage("blob/a", nil)
+	d.Stage("blob/c", []byte("3"))
+	if err := d.Commit(nil, nil, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	d.Stage("blob/d", []byte("4")) // staged, never committed
+	d.Close()
+	if d, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got := map[string]string{}
+	if err := d.Items(func(k string, v []byte) { got[k] = string(v) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["blob/b"] != "2" || got["blob/c"] != "3" {
+		t.Fatalf("items %v", got)
+	}
+}

@@ -1,0 +1,661 @@
+package input
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/in-msgraph/in_msgraph/internal/config"
+	"github.com/in-msgraph/in_msgraph/internal/graph"
+	"github.com/in-msgraph/in_msgraph/internal/health"
+	"github.com/in-msgraph/in_msgraph/internal/manage"
+	"github.com/in-msgraph/in_msgraph/internal/records"
+	"github.com/in-msgraph/in_msgraph/internal/schedule"
+	"github.com/in-msgraph/in_msgraph/internal/state"
+)
+
+// The Office 365 Management Activity API sources (o365_*) follow one
+// record from HTTP to Fluent Bit this way:
+//
+//  1. The schedule plans windows of contentCreated (when a blob became
+//     available) exactly as it plans event time for Graph: live levels,
+//     re-reads of the lookback and reconcile sweeps, because a listing of
+//     a past window grows when blobs are listed late. A window is listed
+//     through its NextPageUri pages (listPage), at most 24 hours at a
+//     time and never more than 7 days back.
+//  2. Each blob listed for the first time is queued: kept in memory and in
+//     the state file's items until it is delivered, so a restart fetches
+//     it again and a re-listing does not queue it twice. A delivered
+//     blob's contentId joins the de-dup set, keyed on its contentCreated.
+//  3. Queued blobs are fetched oldest contentCreated first (fetchBlob), one
+//     per collect, and decoded at once; a blob that fails waits on its own
+//     back-off while the others go on.
+//  4. A decoded blob is handed to Fluent Bit in batches of at most
+//     maxBatchBytes (nextBatch), each committed on its own: a crash
+//     repeats at most one batch, and the de-dup set drops what an earlier
+//     batch delivered.
+//  5. Records are de-duplicated by Id across blobs. An id is keyed on the
+//     contentCreated of the blob that first held it, never on the
+//     record's own CreationTime (records surface weeks late), and kept
+//     while a blob within max_lookback of it can still be listed or is
+//     queued (activityHorizon).
+
+// maxBatchBytes bounds one batch of a blob's records.
+const maxBatchBytes = 4 << 20
+
+// lateRecordAge: a record listed more than this after its CreationTime is
+// reported as a late arrival (Microsoft lists most within 60-90 minutes).
+const lateRecordAge = 24 * time.Hour
+
+// subscriptionRecheck is how long a missing subscription waits before it
+// is checked (or, with auto_subscribe, started) again: Microsoft asks for
+// 15 minutes between start requests.
+const subscriptionRecheck = 15 * time.Minute
+
+// blobPrefix names a queued blob among the state file's items.
+const blobPrefix = "blob/"
+
+// activity is what an instance of a Management Activity API source keeps
+// besides what every instance keeps.
+type activity struct {
+	client      *manage.Client
+	contentType string
+	queue       map[string]*blob
+	// cur is the blob being handed over, page its records, pos how many
+	// of them are committed.
+	cur  *blob
+	page records.Page
+	pos  int
+
+	// listed: the last request was a listing page, so a ready blob
+	// goes next; listing and fetching take turns, so that neither a long
+	// listing nor a failing one holds up the other.
+	listed bool
+
+	subscribed bool
+	subCheck   time.Time // next check of the subscription
+	startedSub time.Time // the last start request
+
+	expired     int // blobs expired before they were fetched, not yet reported
+	expiredIDs  []string
+	lateRecords lateAgg
+	lateBlobs   lateAgg
+}
+
+// blob is one queued content blob.
+type blob struct {
+	ID      string    `json:"id"`
+	URI     string    `json:"uri"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	Listed  time.Time `json:"listed"`
+	// Tries counts the failed fetches, Retry is the earliest next one.
+	Tries int       `json:"tries,omitempty"`
+	Retry time.Time `json:"retry,omitzero"`
+	// Unreadable is set once it was reported as unreadable.
+	Unreadable bool `json:"unreadable,omitempty"`
+}
+
+// actCommit is what a commit of a Management Activity API source records
+// besides ids.
+type actCommit struct {
+	listed  []manage.Content // a listing page: the blobs new to the queue
+	foreign []manage.Content // listed with a contentUri on another host
+	blob    *blob            // the blob the batch is of
+	end     int              // the batch ends before this record
+	drop    bool             // the blob leaves the queue (delivered, or lost)
+	// loop: the page's NextPageUri was already followed; its blobs are
+	// queued, the listing is restarted later.
+	loop error
+	late []time.Duration // contentCreated - CreationTime of the new records
+}
+
+// contentKey is the de-dup key of a delivered blob: it cannot equal a
+// record's, whose ids are GUIDs.
+func contentKey(id string) records.Key { return records.KeyOf([]byte("\x00content\x00" + id)) }
+
+func newActivity(client *manage.Client, contentType string) *activity {
+	return &activity{client: client, contentType: contentType, queue: map[string]*blob{}}
+}
+
+// load reads the queued blobs from the state file.
+func (a *activity) load(db *state.DB) error {
+	clear(a.queue)
+	a.cur, a.pos = nil, 0
+	return db.Items(func(k string, v []byte) {
+		if len(k) <= len(blobPrefix) || k[:len(blobPrefix)] != blobPrefix {
+			return
+		}
+		var b blob
+		if json.Unmarshal(v, &b) == nil && b.ID != "" && b.URI != "" {
+			a.queue[b.ID] = &b
+		}
+	})
+}
+
+// next is the blob to fetch now: the ready one with the oldest
+// contentCreated.
+func (a *activity) next(now time.Time) *blob {
+	var best *blob
+	for _, b := range a.queue {
+		if b.Retry.After(now) {
+			continue
+		}
+		if best == nil || b.Created.Before(best.Created) || b.Created.Equal(best.Created) && b.ID < best.ID {
+			best = b
+		}
+	}
+	return best
+}
+
+// oldest is the oldest contentCreated queued, and how long the oldest
+// listed blob has waited.
+func (a *activity) oldest(now time.Time) (created time.Time, waited time.Duration) {
+	for _, b := range a.queue {
+		if created.IsZero() || b.Created.Before(created) {
+			created = b.Created
+		}
+		waited = max(waited, now.Sub(b.Listed))
+	}
+	return created, waited
+}
+
+// readActivity is readPage for the Management Activity API: it hands over
+// the next batch of the blob being delivered, or sends one request (a
+// subscription check, a listing page, or a blob).
+func (in *Instance) readActivity(now time.Time) {
+	a := in.act
+	in.reportExpired(now)
+	if a.cur != nil {
+		in.nextBatch(now)
+		return
+	}
+	if now.Before(in.notBefore) {
+		return
+	}
+	if !a.subscribed {
+		in.checkSubscription(now)
+		return
+	}
+	b := a.next(now)
+	if b != nil && a.listed {
+		a.listed = false
+		in.fetchBlob(now, b)
+		return
+	}
+	if c, ok := in.sched.Next(in.Stats.Requests%schedule.ReconcileShare == schedule.ReconcileShare-1); ok {
+		a.listed = true
+		in.listPage(now, c)
+		return
+	}
+	if b != nil {
+		in.fetchBlob(now, b)
+	}
+}
+
+// checkSubscription makes sure the content type is subscribed to, which
+// the API needs before it lists anything, and starts the subscription
+// with auto_subscribe.
+func (in *Instance) checkSubscription(now time.Time) {
+	a := in.act
+	if now.Before(a.subCheck) || !in.budget.TryTake(now, in) {
+		return
+	}
+	in.Stats.Requests++
+	subs, err := a.client.Subscriptions(in.ctx)
+	in.countRequest("subscriptions/list", err)
+	if err != nil {
+		in.onError(now, err)
+		return
+	}
+	if manage.Enabled(subs, a.contentType) {
+		a.subscribed = true
+		in.onSuccess(now)
+		in.log.Infof("the subscription to %s is enabled", a.contentType)
+		return
+	}
+	a.subCheck = now.Add(subscriptionRecheck)
+	if !in.cfg.AutoSubscribe {
+		msg := fmt.Sprintf("the tenant has no enabled subscription to %s, so %s collects none of its content: start it with POST %s (with a token of an app that has ActivityFeed.Read), or set auto_subscribe on; it is checked again every %s",
+			a.contentType, manage.Service, a.client.StartURL(a.contentType), config.FormatDuration(subscriptionRecheck))
+		if in.health.Fire(now, health.APIError, msg, records.Field{Key: "content_type", Value: a.contentType}) {
+			in.log.Errorf("%s", msg)
+		}
+		return
+	}
+	if !a.startedSub.IsZero() && now.Sub(a.startedSub) < subscriptionRecheck {
+		return
+	}
+	if !in.budget.TryTake(now, in) {
+		a.subCheck = now
+		return
+	}
+	in.Stats.Requests++
+	a.startedSub = now
+	err = a.client.Start(in.ctx, a.contentType)
+	in.countRequest("subscriptions/start", err)
+	if err != nil {
+		in.onError(now, err)
+		return
+	}
+	a.subscribed = true
+	in.onSuccess(now)
+	msg := fmt.Sprintf("started the subscription to %s (auto_subscribe on): Microsoft may take up to 12 hours to list the first content after a subscription starts; content created before the start is not collected", a.contentType)
+	in.health.Event(now, health.SubscriptionStarted, msg, records.Field{Key: "content_type", Value: a.contentType})
+	in.log.Warnf("%s", msg)
+}
+
+// noSubscription reports whether err says the content type is not
+// subscribed to (any more).
+func noSubscription(err error) bool {
+	var ge *graph.APIError
+	return errors.As(err, &ge) && (ge.Code == "AF20022" || ge.Code == "AF20023")
+}
+
+// listPage reads one page of the listing of chunk c.
+func (in *Instance) listPage(now time.Time, c schedule.Chunk) {
+	a := in.act
+	// startTime may be at most 7 days back; a minute's margin keeps the
+	// request valid however long it waits.
+	limit := now.Add(-config.MaxActivityAge + time.Minute)
+	if c.To.Before(limit) {
+		in.sched.Drop(c.ID)
+		delete(in.followed, c.ID)
+		in.log.Warnf("the listing of content created %s to %s is older than the 7 days %s lists; it is dropped", c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339), manage.Service)
+		return
+	}
+	from := later(c.From, limit)
+	if c.Link == "" && manage.Span(from, c.To) > manage.MaxWindow && in.sched.Split(c.ID) {
+		// Listed in parts of at most 24 hours, from the next collect on.
+		return
+	}
+	link := c.Link
+	if link == "" {
+		link = a.client.ListURL(a.contentType, from, c.To)
+	}
+	in.req = request{chunk: c.ID, linked: c.Link != ""}
+	if !in.budget.TryTake(now, in) {
+		return
+	}
+	in.Stats.Requests++
+	l, err := a.client.List(in.ctx, link)
+	in.countRequest("subscriptions/content", err)
+	var loop error
+	if err == nil && l.Next != "" {
+		switch {
+		case l.Next == link || in.linkFollowed(c.ID, l.Next):
+			// The page itself is sound: its blobs are queued.
+			loop = &pagingError{msg: manage.Service + " returned a NextPageUri already followed in this listing (a paging loop); the blobs of the pages read are fetched, and the listing is restarted later"}
+		case !a.client.SameOrigin(l.Next):
+			err = &graph.OriginError{Link: l.Next, Host: in.cfg.ManagementHost, What: manage.Service + "'s NextPageUri", Key: "management_host"}
+		}
+	}
+	if err != nil {
+		if noSubscription(err) {
+			a.subscribed, a.subCheck = false, now
+		}
+		in.sched.Unpin(c.ID)
+		in.onError(now, err)
+		return
+	}
+	if loop == nil {
+		in.onSuccess(now)
+	}
+	in.Stats.Pages++
+	ac := &actCommit{loop: loop}
+	var newest time.Time
+	for _, it := range l.Items {
+		if _, queued := a.queue[it.ID]; queued || in.seen.Has(contentKey(it.ID)) {
+			continue
+		}
+		if !a.client.SameOrigin(it.URI) {
+			ac.foreign = append(ac.foreign, it)
+			continue
+		}
+		ac.listed = append(ac.listed, it)
+		if it.Created.After(newest) {
+			newest = it.Created
+		}
+	}
+	if l.Invalid > 0 {
+		msg := fmt.Sprintf("%s listed %d content items that cannot be read (%s); they are skipped", manage.Service, l.Invalid, l.Problem)
+		if in.health.Event(now, health.InvalidRecords, msg, records.Field{Key: "count", Value: l.Invalid}, records.Field{Key: "request_id", Value: l.RequestID}) {
+			in.log.Warnf("%s (request-id %s)", msg, l.RequestID)
+		}
+	}
+	in.log.Debugf("at %s: %s listing %s..%s: %d items, %d new, more=%t", now.UTC().Format("15:04:05.0"), c.Class,
+		c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339), len(l.Items), len(ac.listed), l.Next != "")
+	if c.Class == schedule.Live && !c.Planned.Before(in.began) && newest.After(in.newest) {
+		in.newest = newest
+	}
+	clear(in.inPage)
+	in.pending = &commit{chunk: c.ID, result: schedule.PageResult{Count: len(l.Items), Next: l.Next, Fresh: c.Link == ""},
+		when: now, class: c.Class, act: ac}
+}
+
+// fetchBlob fetches and decodes blob b, and hands over its first batch.
+func (in *Instance) fetchBlob(now time.Time, b *blob) {
+	a := in.act
+	if !in.budget.TryTake(now, in) {
+		return
+	}
+	in.Stats.Requests++
+	resp, err := a.client.Blob(in.ctx, b.URI)
+	in.countRequest("audit", err)
+	unreadable := false
+	if err == nil {
+		if err = in.dec.DecodeArray(resp.Body, &a.page); err != nil {
+			unreadable = true
+			err = &graph.TransportError{Service: manage.Service, RequestID: resp.RequestID, Err: fmt.Errorf("the content blob could not be read: %w", err)}
+		}
+	}
+	if err != nil {
+		a.page.Records = a.page.Records[:0]
+		in.blobFailed(now, b, err, unreadable)
+		return
+	}
+	in.onSuccess(now)
+	in.Stats.Pages++
+	in.Stats.Blobs++
+	in.reportPage(now, &a.page, resp.RequestID)
+	if b.Unreadable {
+		msg := fmt.Sprintf("the content blob %s (created %s) can be read again; its records are delivered now", b.ID, b.Created.UTC().Format(time.RFC3339))
+		in.health.Report(now, health.UnreadablePage, "resolved", msg, records.Field{Key: "content_id", Value: b.ID})
+		in.log.Infof("%s", msg)
+	}
+	a.cur, a.pos = b, 0
+	in.nextBatch(now)
+}
+
+// blobFailed handles a blob that could not be fetched or read: it waits on
+// its own back-off while other blobs are fetched, until it expires.
+func (in *Instance) blobFailed(now time.Time, b *blob, err error, unreadable bool) {
+	a := in.act
+	var ge *graph.APIError
+	switch {
+	case errors.As(err, &ge) && ge.Code == "AF20051":
+		// Expired before it was fetched: its records are lost upstream.
+		if b.Unreadable {
+			msg := fmt.Sprintf("the content blob %s (created %s) could not be read in %d tries and has now expired: its records are not delivered", b.ID, b.Created.UTC().Format(time.RFC3339), b.Tries)
+			in.health.Report(now, health.UnreadablePage, "abandoned", msg, records.Field{Key: "content_id", Value: b.ID}, records.Field{Key: "tries", Value: b.Tries})
+			in.log.Errorf("%s", msg)
+		} else {
+			a.expired++
+			if len(a.expiredIDs) < records.MaxListed {
+				a.expiredIDs = append(a.expiredIDs, b.ID)
+			}
+			in.reportExpired(now)
+		}
+		in.onSuccess(now)
+		in.pending = &commit{when: now, act: &actCommit{blob: b, drop: true}}
+		return
+	}
+	b.Tries++
+	b.Retry = now.Add(in.backoff(b.Tries, time.Second, time.Hour))
+	if !unreadable {
+		in.onError(now, err)
+		return
+	}
+	in.Stats.Unreadable++
+	in.notBefore = now.Add(time.Second)
+	if b.Tries >= unreadableTries && !b.Unreadable {
+		b.Unreadable = true
+		in.Stats.Stretches++
+		msg := fmt.Sprintf("the content blob %s (created %s) cannot be read (%v): its records are not delivered yet; every other blob is. It is fetched again with a growing wait (next at %s), until it expires at %s",
+			b.ID, b.Created.UTC().Format(time.RFC3339), err, b.Retry.UTC().Format(time.RFC3339), b.Expires.UTC().Format(time.RFC3339))
+		in.health.Report(now, health.UnreadablePage, "event", in.log.Scrub(msg), records.Field{Key: "content_id", Value: b.ID},
+			records.Field{Key: "retry_at", Value: b.Retry.UTC().Format(time.RFC3339)})
+		in.log.Errorf("%s", msg)
+	} else {
+		in.log.Warnf("%v; the content blob %s is fetched again at %s", err, b.ID, b.Retry.UTC().Format(time.RFC3339))
+	}
+	in.stageBlob(b)
+}
+
+// reportExpired reports the blobs that expired before they were fetched,
+// once the queue holds no more that expired (they are the oldest, fetched
+// one after the other), so that one record counts them all.
+func (in *Instance) reportExpired(now time.Time) {
+	a := in.act
+	if a.expired == 0 {
+		return
+	}
+	for _, b := range a.queue {
+		if !b.Expires.After(now) && !b.Retry.After(now) {
+			return
+		}
+	}
+	msg := fmt.Sprintf("%d content blobs expired before they could be fetched (%s answered AF20051; content is kept 7 days): their records are lost upstream (content ids %s). Collection was stopped or behind for days; read that time in the Microsoft Purview audit search",
+		a.expired, manage.Service, joinIDs(a.expiredIDs, a.expired))
+	if in.health.Event(now, health.ContentExpired, msg, records.Field{Key: "count", Value: a.expired}) {
+		in.log.Errorf("%s", msg)
+		a.expired, a.expiredIDs = 0, nil
+	}
+}
+
+// foreignContent reports listed blobs whose contentUri is on another host
+// than management_host: they are never fetched, so the token stays home.
+func (in *Instance) foreignContent(now time.Time, items []manage.Content) {
+	if len(items) == 0 {
+		return
+	}
+	err := &graph.OriginError{Link: items[0].URI, Host: in.cfg.ManagementHost, What: manage.Service + "'s contentUri", Key: "management_host"}
+	msg := fmt.Sprintf("%v: %d content blobs (the first %s, created %s) are not fetched", err, len(items), items[0].ID, items[0].Created.UTC().Format(time.RFC3339))
+	if in.health.Fire(now, health.APIError, msg, records.Field{Key: "count", Value: len(items)}) {
+		in.log.Errorf("%s", msg)
+	}
+}
+
+func joinIDs(ids []string, total int) string {
+	s := fmt.Sprint(ids)
+	s = s[1 : len(s)-1]
+	if more := total - len(ids); more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
+}
+
+// nextBatch hands over the next records of the blob being delivered.
+func (in *Instance) nextBatch(now time.Time) {
+	a := in.act
+	p := &a.page
+	end, size := a.pos, 0
+	for end < len(p.Records) {
+		n := p.Records[end].End - p.Records[end].Start
+		if end > a.pos && size+n > maxBatchBytes {
+			break
+		}
+		size += n
+		end++
+	}
+	in.page.Buf, in.page.Records = p.Buf, p.Records[a.pos:end]
+	clear(in.inPage)
+	in.pending = &commit{when: now, act: &actCommit{blob: a.cur, end: end, drop: end == len(p.Records)}}
+}
+
+// noteRecord records what a new record of a blob says of lateness.
+func (in *Instance) noteRecord(r records.Record) {
+	if c := in.pending; c != nil && c.act != nil && c.act.blob != nil {
+		c.act.late = append(c.act.late, c.act.blob.Created.Sub(time.Unix(0, r.Created)))
+	}
+}
+
+// entryTime is the time a record's id is kept by: its event time for
+// Graph, its blob's contentCreated for the Management Activity API.
+func (in *Instance) entryTime(r records.Record) int64 {
+	if c := in.pending; c != nil && c.act != nil && c.act.blob != nil {
+		return c.act.blob.Created.UnixNano()
+	}
+	return r.Created
+}
+
+// stageBlob has the next commit write b's queue entry.
+func (in *Instance) stageBlob(b *blob) {
+	if in.st.file == nil {
+		return
+	}
+	v, _ := json.Marshal(b)
+	in.st.file.Stage(blobPrefix+b.ID, v)
+}
+
+// commitActivity is Commit for the Management Activity API.
+func (in *Instance) commitActivity(c *commit) {
+	a := in.act
+	now := in.now()
+	ac := c.act
+	for _, e := range c.add {
+		in.seen.Add(e.Key, e.Time)
+	}
+	in.Stats.Delivered += len(c.add)
+	in.metrics.Delivered(len(c.add))
+	in.recordLateness(now, ac.late)
+	add := c.add
+	switch {
+	case ac.blob != nil:
+		a.pos = ac.end
+		if ac.drop {
+			b := ac.blob
+			delete(a.queue, b.ID)
+			if a.cur == b {
+				a.cur, a.pos = nil, 0
+			}
+			if in.st.file != nil {
+				in.st.file.Stage(blobPrefix+b.ID, nil)
+			}
+			add = append(add, state.Entry{Key: contentKey(b.ID), Time: b.Created.UnixNano()})
+		}
+	default:
+		// Blobs on another host are not remembered: listed again with a
+		// sound contentUri, they are fetched.
+		in.foreignContent(now, ac.foreign)
+		for _, it := range ac.listed {
+			b := &blob{ID: it.ID, URI: it.URI, Created: it.Created, Expires: it.Expires, Listed: now}
+			a.queue[b.ID] = b
+			in.stageBlob(b)
+		}
+		if c.class == schedule.Reconcile {
+			in.lateBlobs(now, ac.listed)
+		}
+		if ac.loop != nil {
+			in.sched.Unpin(c.chunk)
+			in.onError(now, ac.loop)
+			break
+		}
+		_, done, err := in.sched.PageDone(c.chunk, c.result)
+		switch {
+		case err != nil || done:
+			delete(in.followed, c.chunk)
+		default:
+			if c.result.Fresh {
+				delete(in.followed, c.chunk)
+			}
+			if in.followed[c.chunk] == nil {
+				in.followed[c.chunk] = map[string]struct{}{}
+			}
+			in.followed[c.chunk][c.result.Next] = struct{}{}
+		}
+	}
+	for _, e := range add[len(c.add):] {
+		in.seen.Add(e.Key, e.Time)
+	}
+	var expired []records.Key
+	h := in.activityHorizon(now)
+	// Listings widen their bounds to whole seconds: ids are kept 2 s
+	// longer.
+	in.seen.Expire(h.Add(-2*time.Second).UnixNano(), func(k records.Key) { expired = append(expired, k) })
+	in.sched.Forget(h)
+	in.Stats.Commits++
+	in.save(now, add, expired)
+	in.report(now)
+}
+
+// activityHorizon is the oldest contentCreated whose ids must be kept: a
+// duplicate of a record is caught when the blob that repeats it is listed
+// or fetched within max_lookback of the contentCreated of the blob that
+// first held it. Listings reach back to the schedule's horizon, and the
+// queue may hold older blobs (a backlog, read oldest first).
+func (in *Instance) activityHorizon(now time.Time) time.Time {
+	h := in.sched.Horizon(now)
+	if oldest, _ := in.act.oldest(now); !oldest.IsZero() {
+		if t := oldest.Add(-in.cfg.MaxLookback); t.Before(h) {
+			h = t
+		}
+	}
+	return h
+}
+
+// recordLateness measures how long after their CreationTime records were
+// listed, and reports those listed more than lateRecordAge after it.
+func (in *Instance) recordLateness(now time.Time, late []time.Duration) {
+	a := in.act
+	n := 0
+	for _, l := range late {
+		l = max(l, 0)
+		in.lateness.Add(l)
+		in.metrics.Lateness(l)
+		if l > lateRecordAge {
+			n++
+			a.lateRecords.max = max(a.lateRecords.max, l)
+		}
+	}
+	if n == 0 && a.lateRecords.count == 0 {
+		return
+	}
+	a.lateRecords.count += n
+	in.Stats.LateArrivals += n
+	in.metrics.LateArrivals(n)
+	msg := fmt.Sprintf("%d records were listed more than %s after their CreationTime, the latest %s after it; they are delivered now (their ids are kept by when they were listed)",
+		a.lateRecords.count, config.FormatDuration(lateRecordAge), a.lateRecords.max.Round(time.Second))
+	if in.health.Event(now, health.LateArrivals, msg, records.Field{Key: "count", Value: a.lateRecords.count},
+		records.Field{Key: "max_lateness_seconds", Value: a.lateRecords.max}, records.Field{Key: "kind", Value: "records"}) {
+		in.log.Warnf("%s", msg)
+		a.lateRecords = lateAgg{}
+	}
+}
+
+// lateBlobs reports the blobs that only a reconcile sweep listed: listed
+// later than lookback covers; it widens lookback as for Graph.
+func (in *Instance) lateBlobs(now time.Time, listed []manage.Content) {
+	a := in.act
+	var late []manage.Content
+	for _, it := range listed {
+		if !in.sched.LiveCovers(it.Created) {
+			late = append(late, it)
+		}
+	}
+	if len(late) == 0 {
+		return
+	}
+	sort.Slice(late, func(i, j int) bool { return late[i].Created.Before(late[j].Created) })
+	a.lateBlobs.count += len(late)
+	var beyond time.Duration
+	since := in.sched.LookbackSince()
+	for _, it := range late {
+		l := now.Sub(it.Created)
+		a.lateBlobs.max = max(a.lateBlobs.max, l)
+		if !it.Created.Before(since) {
+			beyond = max(beyond, l)
+		}
+	}
+	lookback := in.sched.Lookback()
+	msg := fmt.Sprintf("%d content blobs were listed later than lookback (%s) covers and were found only by a reconcile sweep, the latest %s after its contentCreated; their records are delivered now",
+		a.lateBlobs.count, config.FormatDuration(lookback), a.lateBlobs.max.Round(time.Second))
+	if in.health.Event(now, health.LateArrivals, msg, records.Field{Key: "count", Value: a.lateBlobs.count},
+		records.Field{Key: "max_lateness_seconds", Value: a.lateBlobs.max}, records.Field{Key: "lookback_seconds", Value: lookback},
+		records.Field{Key: "kind", Value: "content"}) {
+		in.log.Warnf("%s", msg)
+		a.lateBlobs = lateAgg{}
+	}
+	if beyond <= lookback {
+		return
+	}
+	if nl, changed := in.sched.Widen(now); changed {
+		msg := fmt.Sprintf("lookback widened from %s to %s because content was listed later than it covered (max_lookback %s)",
+			config.FormatDuration(lookback), config.FormatDuration(nl), config.FormatDuration(in.cfg.MaxLookback))
+		in.health.Event(now, health.LookbackWidened, msg, records.Field{Key: "old_lookback_seconds", Value: lookback},
+			records.Field{Key: "new_lookback_seconds", Value: nl})
+		in.log.Warnf("%s", msg)
+	}
+}
