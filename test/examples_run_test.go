@@ -83,6 +83,9 @@ func prepareExample(t *testing.T, name string, sim *graphsim.Server) *exampleRun
 		mapSet(in, "db", filepath.Join(r.dir, fmt.Sprintf("state-%d.db", n)))
 		mapSet(in, "authority_host", sim.URL())
 		mapSet(in, "graph_host", sim.URL())
+		if strings.HasPrefix(scalar(mapGet(in, "source")), "o365_") {
+			mapSet(in, "management_host", sim.ManageURL())
+		}
 		mapSet(in, "poll_interval", "1s")
 		mapSet(in, "lookback", "5s")
 		mapSet(in, "reconcile", "off")

@@ -62,7 +62,14 @@ const blobPrefix = "blob/"
 type activity struct {
 	client      *manage.Client
 	contentType string
+	// chainNewest is the newest contentCreated a listing's pages showed,
+	// per chunk: listings ascend, so only a whole one says how fresh the
+	// API's content is.
+	chainNewest map[uint64]time.Time
 	queue       map[string]*blob
+	// order holds the queue sorted by contentCreated (then contentId):
+	// the next blob to fetch is almost always its first.
+	order []*blob
 	// cur is the blob being handed over, page its records, pos how many
 	// of them are committed.
 	cur  *blob
@@ -109,7 +116,9 @@ type actCommit struct {
 	// loop: the page's NextPageUri was already followed; its blobs are
 	// queued, the listing is restarted later.
 	loop error
-	late []time.Duration // contentCreated - CreationTime of the new records
+	// newest is the newest contentCreated of the page's new blobs.
+	newest time.Time
+	late   []time.Duration // contentCreated - CreationTime of the new records
 }
 
 // contentKey is the de-dup key of a delivered blob: it cannot equal a
@@ -117,12 +126,13 @@ type actCommit struct {
 func contentKey(id string) records.Key { return records.KeyOf([]byte("\x00content\x00" + id)) }
 
 func newActivity(client *manage.Client, contentType string) *activity {
-	return &activity{client: client, contentType: contentType, queue: map[string]*blob{}}
+	return &activity{client: client, contentType: contentType, queue: map[string]*blob{}, chainNewest: map[uint64]time.Time{}}
 }
 
 // load reads the queued blobs from the state file.
 func (a *activity) load(db *state.DB) error {
 	clear(a.queue)
+	a.order = a.order[:0]
 	a.cur, a.pos = nil, 0
 	return db.Items(func(k string, v []byte) {
 		if len(k) <= len(blobPrefix) || k[:len(blobPrefix)] != blobPrefix {
@@ -130,36 +140,57 @@ func (a *activity) load(db *state.DB) error {
 		}
 		var b blob
 		if json.Unmarshal(v, &b) == nil && b.ID != "" && b.URI != "" {
-			a.queue[b.ID] = &b
+			a.push(&b)
 		}
 	})
+}
+
+func before(x, y *blob) bool {
+	return x.Created.Before(y.Created) || x.Created.Equal(y.Created) && x.ID < y.ID
+}
+
+// push queues b.
+func (a *activity) push(b *blob) {
+	if _, ok := a.queue[b.ID]; ok {
+		return
+	}
+	a.queue[b.ID] = b
+	i := sort.Search(len(a.order), func(i int) bool { return before(b, a.order[i]) })
+	a.order = append(a.order, nil)
+	copy(a.order[i+1:], a.order[i:])
+	a.order[i] = b
+}
+
+// remove takes b off the queue.
+func (a *activity) remove(b *blob) {
+	delete(a.queue, b.ID)
+	i := sort.Search(len(a.order), func(i int) bool { return !before(a.order[i], b) })
+	for ; i < len(a.order); i++ {
+		if a.order[i] == b {
+			a.order = append(a.order[:i], a.order[i+1:]...)
+			return
+		}
+	}
 }
 
 // next is the blob to fetch now: the ready one with the oldest
 // contentCreated.
 func (a *activity) next(now time.Time) *blob {
-	var best *blob
-	for _, b := range a.queue {
-		if b.Retry.After(now) {
-			continue
-		}
-		if best == nil || b.Created.Before(best.Created) || b.Created.Equal(best.Created) && b.ID < best.ID {
-			best = b
+	for _, b := range a.order {
+		if !b.Retry.After(now) {
+			return b
 		}
 	}
-	return best
+	return nil
 }
 
-// oldest is the oldest contentCreated queued, and how long the oldest
-// listed blob has waited.
+// oldest is the oldest contentCreated queued, and how long ago the blob
+// that has it was listed.
 func (a *activity) oldest(now time.Time) (created time.Time, waited time.Duration) {
-	for _, b := range a.queue {
-		if created.IsZero() || b.Created.Before(created) {
-			created = b.Created
-		}
-		waited = max(waited, now.Sub(b.Listed))
+	if len(a.order) == 0 {
+		return time.Time{}, 0
 	}
-	return created, waited
+	return a.order[0].Created, now.Sub(a.order[0].Listed)
 }
 
 // readActivity is readPage for the Management Activity API: it hands over
@@ -327,12 +358,10 @@ func (in *Instance) listPage(now time.Time, c schedule.Chunk) {
 	}
 	in.log.Debugf("at %s: %s listing %s..%s: %d items, %d new, more=%t", now.UTC().Format("15:04:05.0"), c.Class,
 		c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339), len(l.Items), len(ac.listed), l.Next != "")
-	if c.Class == schedule.Live && !c.Planned.Before(in.began) && newest.After(in.newest) {
-		in.newest = newest
-	}
+	ac.newest = newest
 	clear(in.inPage)
 	in.pending = &commit{chunk: c.ID, result: schedule.PageResult{Count: len(l.Items), Next: l.Next, Fresh: c.Link == ""},
-		when: now, class: c.Class, act: ac}
+		when: now, class: c.Class, act: ac, live: c.Class == schedule.Live && !c.Planned.Before(in.began)}
 }
 
 // fetchBlob fetches and decodes blob b, and hands over its first batch.
@@ -517,7 +546,7 @@ func (in *Instance) commitActivity(c *commit) {
 		a.pos = ac.end
 		if ac.drop {
 			b := ac.blob
-			delete(a.queue, b.ID)
+			a.remove(b)
 			if a.cur == b {
 				a.cur, a.pos = nil, 0
 			}
@@ -532,7 +561,7 @@ func (in *Instance) commitActivity(c *commit) {
 		in.foreignContent(now, ac.foreign)
 		for _, it := range ac.listed {
 			b := &blob{ID: it.ID, URI: it.URI, Created: it.Created, Expires: it.Expires, Listed: now}
-			a.queue[b.ID] = b
+			a.push(b)
 			in.stageBlob(b)
 		}
 		if c.class == schedule.Reconcile {
@@ -543,9 +572,16 @@ func (in *Instance) commitActivity(c *commit) {
 			in.onError(now, ac.loop)
 			break
 		}
+		if ac.newest.After(a.chainNewest[c.chunk]) {
+			a.chainNewest[c.chunk] = ac.newest
+		}
 		_, done, err := in.sched.PageDone(c.chunk, c.result)
 		switch {
 		case err != nil || done:
+			if n := a.chainNewest[c.chunk]; done && c.live && n.After(in.newest) {
+				in.newest = n
+			}
+			delete(a.chainNewest, c.chunk)
 			delete(in.followed, c.chunk)
 		default:
 			if c.result.Fresh {

@@ -152,6 +152,8 @@ type commit struct {
 	// stretch: the page is of the retry of an unreadable stretch.
 	stretch bool
 	act     *actCommit // Management Activity API sources
+	// live: the page is of a live query planned by this run.
+	live bool
 }
 
 type lateAgg struct {
@@ -313,7 +315,7 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	in.log.Infof("configuration: %s", cfg.Redacted())
-	if in.top < cfg.PageSize {
+	if in.top < cfg.PageSize && act == nil {
 		in.log.Infof("page_size %d is above what %s accepts: pages of %d are asked for", cfg.PageSize, profile.Name, in.top)
 	}
 	return in, nil

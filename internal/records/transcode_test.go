@@ -423,3 +423,30 @@ func TestDecodeArray(t *testing.T) {
 		t.Fatalf("empty array: %v", err)
 	}
 }
+
+// The fast path reads what time.Parse reads, and leaves the rest to it.
+func TestParseTimeFastPath(t *testing.T) {
+	for _, s := range []string{"2026-12-01T10:11:12", "2026-12-01T10:11:12Z", "2026-12-01T10:11:12.5", "2026-12-01T10:11:12.1234567Z",
+		"2024-02-29T23:59:59.999999999Z", "0001-01-01T00:00:00", "2026-12-01T10:11:12+02:00", "2026-12-01t10:11:12z", "2026-12-01 10:11:12"} {
+		got, err := ParseTime(s)
+		want, werr := time.Parse("2006-01-02T15:04:05.999999999Z07:00", strings.ToUpper(s))
+		if werr != nil {
+			want, werr = time.Parse("2006-01-02T15:04:05.999999999", strings.ToUpper(s))
+		}
+		if werr != nil {
+			want, werr = time.Parse("2006-01-02 15:04:05.999999999", s)
+		}
+		if err != nil || werr != nil || !got.Equal(want) {
+			t.Errorf("%q: %v %v, want %v %v", s, got, err, want, werr)
+		}
+	}
+	for _, s := range []string{"2026-02-30T10:11:12", "2026-13-01T10:11:12", "2026-12-01T24:00:00", "2026-12-01T10:11:12.", "2026-12-01T10:11:12.1234567890Z",
+		"2026-12-01T10:11:12ZZ", "2026-12-01T1a:11:12", "2026-12-01T10:11:60"} {
+		if _, ok := parseUTC(s); ok {
+			t.Errorf("%q read by the fast path", s)
+		}
+		if _, err := ParseTime(s); err == nil && s != "2026-12-01T10:11:60" && s != "2026-12-01T10:11:12.1234567890Z" {
+			t.Errorf("%q: no error", s)
+		}
+	}
+}
