@@ -216,7 +216,7 @@ func (in *Instance) readActivity(now time.Time) {
 		in.fetchBlob(now, b)
 		return
 	}
-	if c, ok := in.sched.Next(in.Stats.Requests%schedule.ReconcileShare == schedule.ReconcileShare-1); ok {
+	if c, ok := in.nextListing(now); ok {
 		a.listed = true
 		in.listPage(now, c)
 		return
@@ -224,6 +224,28 @@ func (in *Instance) readActivity(now time.Time) {
 	if b != nil {
 		in.fetchBlob(now, b)
 	}
+}
+
+// ageOut is how close to the API's 7 days a listing window may come
+// before it is listed ahead of newer work: what is older than 7 days can
+// no longer be listed at all.
+const ageOut = 24 * time.Hour
+
+// nextListing is the listing to read now: the schedule's choice, except
+// that a window about to age out of the 7 days the API lists goes first,
+// the oldest of them first (a 7-day backlog is listed from its old end).
+func (in *Instance) nextListing(now time.Time) (schedule.Chunk, bool) {
+	edge := now.Add(-config.MaxActivityAge + ageOut)
+	var old schedule.Chunk
+	for _, c := range in.sched.Pending() {
+		if c.From.Before(edge) && !c.Wait.After(now) && (old.ID == 0 || c.From.Before(old.From)) {
+			old = c
+		}
+	}
+	if old.ID != 0 {
+		return old, true
+	}
+	return in.sched.Next(in.Stats.Requests%schedule.ReconcileShare == schedule.ReconcileShare-1)
 }
 
 // checkSubscription makes sure the content type is subscribed to, which

@@ -1005,6 +1005,11 @@ func (in *Instance) checkConditions(now time.Time) {
 		}
 	}
 	started := in.sched.Started()
+	if in.act != nil {
+		// A listing ends only after all its pages: after a restart the
+		// first may take a while with a backlog queued.
+		started = later(started, in.began)
+	}
 	switch {
 	case !in.newest.IsZero() && now.Sub(in.newest) > in.cfg.DriftWarning:
 		age := now.Sub(in.newest).Round(time.Second)

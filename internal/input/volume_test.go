@@ -360,12 +360,12 @@ func scanBatch(b []byte, fn func(id, code string)) error {
 				return err
 			}
 			switch string(k) {
-			case "id", "msgraph_warning":
+			case "id", "Id", "msgraph_warning":
 				var v []byte
 				if v, rest, err = msgp.ReadStringZC(rest); err != nil {
 					return err
 				}
-				if string(k) == "id" {
+				if string(k) != "msgraph_warning" {
 					id = string(v)
 				} else {
 					code = string(v)
