@@ -301,12 +301,14 @@ func (c *Config) validateActivity() error {
 	if c.InitialLookback > MaxActivityAge {
 		return &Error{Key: "initial_lookback", Value: FormatDuration(c.InitialLookback), Allowed: "at most " + week + " for source " + c.Source + ": the Management Activity API lists content of the last 7 days only"}
 	}
-	if c.Horizon() > MaxActivityAge {
+	// Re-reads and sweeps keep a day's margin to the 7 days: a window
+	// that waits in the queue must still be listable when its turn comes.
+	if limit := MaxActivityAge - 24*time.Hour; c.Horizon() > limit {
 		key, v := "max_lookback", FormatDuration(c.MaxLookback)
 		if c.Horizon() != c.MaxLookback {
 			key, v = "reconcile", FormatDurations(c.Reconcile)
 		}
-		return &Error{Key: key, Value: v, Allowed: "at most " + week + " for source " + c.Source + ": the Management Activity API lists content of the last 7 days only"}
+		return &Error{Key: key, Value: v, Allowed: "at most " + FormatDuration(limit) + " for source " + c.Source + ": the Management Activity API lists content of the last 7 days only, and a re-read must not come too close to that"}
 	}
 	return nil
 }
@@ -459,13 +461,15 @@ func (c *Config) Redacted() string {
 		"reconcile="+rec,
 		"drift_warning="+FormatDuration(c.DriftWarning),
 		"initial_lookback="+FormatDuration(c.InitialLookback),
-		"page_size="+strconv.Itoa(c.PageSize),
 		"db="+db,
 		"http_timeout="+FormatDuration(c.HTTPTimeout),
 		"health_records="+strconv.FormatBool(c.HealthRecords),
 	)
 	if p, ok := source.Lookup(c.Source); ok && p.IsActivity() {
+		// (page_size does not apply: blobs are fetched whole.)
 		parts = append(parts, "management_host="+c.ManagementHost, "publisher_id="+c.PublisherID, "auto_subscribe="+strconv.FormatBool(c.AutoSubscribe))
+	} else {
+		parts = append(parts, "page_size="+strconv.Itoa(c.PageSize))
 	}
 	if c.TLSCAFile != "" {
 		parts = append(parts, "tls_ca_file="+c.TLSCAFile)

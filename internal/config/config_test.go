@@ -410,8 +410,8 @@ func TestActivityKeys(t *testing.T) {
 		{[]string{"tenant_id", "contoso.onmicrosoft.com"}, `config: tenant_id = "contoso.onmicrosoft.com" is invalid: source o365_exchange needs the tenant's directory (tenant) id GUID`},
 		{[]string{"tenant_id", tenant, "publisher_id", "contoso"}, `config: publisher_id = "contoso" is invalid: a GUID`},
 		{[]string{"tenant_id", tenant, "initial_lookback", "8d"}, `config: initial_lookback = "8d" is invalid: at most 7d for source o365_exchange`},
-		{[]string{"tenant_id", tenant, "max_lookback", "8d"}, `config: max_lookback = "8d" is invalid: at most 7d`},
-		{[]string{"tenant_id", tenant, "reconcile", "2h,8d"}, `config: reconcile = "2h,8d" is invalid: at most 7d`},
+		{[]string{"tenant_id", tenant, "max_lookback", "7d"}, `config: max_lookback = "7d" is invalid: at most 6d`},
+		{[]string{"tenant_id", tenant, "reconcile", "2h,7d"}, `config: reconcile = "2h,7d" is invalid: at most 6d`},
 		{[]string{"tenant_id", tenant, "management_host", "http://manage.example.com"}, `config: management_host = "http://manage.example.com" is invalid: https is required`},
 		{[]string{"tenant_id", tenant, "auto_subscribe", "maybe"}, `config: auto_subscribe = "maybe" is invalid`},
 	} {

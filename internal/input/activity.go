@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"time"
 
+	"github.com/in-msgraph/in_msgraph/internal/auth"
 	"github.com/in-msgraph/in_msgraph/internal/config"
 	"github.com/in-msgraph/in_msgraph/internal/graph"
 	"github.com/in-msgraph/in_msgraph/internal/health"
@@ -78,8 +80,18 @@ type activity struct {
 
 	// listed: the last request was a listing page, so a ready blob
 	// goes next; listing and fetching take turns, so that neither a long
-	// listing nor a failing one holds up the other.
+	// listing nor a failing one holds up the other. lists counts the
+	// listing turns, for the reconcile share and the turns of windows
+	// about to age out.
 	listed bool
+	lists  int
+	// reported is when each kind of late arrival was last reported.
+	reported map[string]time.Time
+	// clamped are the windows whose part beyond 7 days was reported.
+	clamped map[uint64]bool
+	// listFails counts the failed requests of each listing window in a
+	// row: a window whose listing fails waits on its own back-off.
+	listFails map[uint64]int
 
 	subscribed bool
 	subCheck   time.Time // next check of the subscription
@@ -126,7 +138,7 @@ type actCommit struct {
 func contentKey(id string) records.Key { return records.KeyOf([]byte("\x00content\x00" + id)) }
 
 func newActivity(client *manage.Client, contentType string) *activity {
-	return &activity{client: client, contentType: contentType, queue: map[string]*blob{}, chainNewest: map[uint64]time.Time{}}
+	return &activity{client: client, contentType: contentType, queue: map[string]*blob{}, chainNewest: map[uint64]time.Time{}, reported: map[string]time.Time{}, clamped: map[uint64]bool{}, listFails: map[uint64]int{}}
 }
 
 // load reads the queued blobs from the state file.
@@ -185,12 +197,15 @@ func (a *activity) next(now time.Time) *blob {
 }
 
 // oldest is the oldest contentCreated queued, and how long ago the blob
-// that has it was listed.
+// that has it was listed, of the blobs that have not failed heldTries
+// times.
 func (a *activity) oldest(now time.Time) (created time.Time, waited time.Duration) {
-	if len(a.order) == 0 {
-		return time.Time{}, 0
+	for _, b := range a.order {
+		if b.Tries < heldTries {
+			return b.Created, now.Sub(b.Listed)
+		}
 	}
-	return a.order[0].Created, now.Sub(a.order[0].Listed)
+	return time.Time{}, 0
 }
 
 // readActivity is readPage for the Management Activity API: it hands over
@@ -234,18 +249,25 @@ const ageOut = 24 * time.Hour
 // nextListing is the listing to read now: the schedule's choice, except
 // that a window about to age out of the 7 days the API lists goes first,
 // the oldest of them first (a 7-day backlog is listed from its old end).
+//
+// Such windows get every other listing turn, so that one whose listing
+// keeps failing cannot hold up the rest.
 func (in *Instance) nextListing(now time.Time) (schedule.Chunk, bool) {
-	edge := now.Add(-config.MaxActivityAge + ageOut)
-	var old schedule.Chunk
-	for _, c := range in.sched.Pending() {
-		if c.From.Before(edge) && !c.Wait.After(now) && (old.ID == 0 || c.From.Before(old.From)) {
-			old = c
+	a := in.act
+	a.lists++
+	if a.lists%2 == 0 {
+		edge := now.Add(-config.MaxActivityAge + ageOut)
+		var old schedule.Chunk
+		for _, c := range in.sched.Pending() {
+			if c.From.Before(edge) && !c.Wait.After(now) && (old.ID == 0 || c.From.Before(old.From)) {
+				old = c
+			}
+		}
+		if old.ID != 0 {
+			return old, true
 		}
 	}
-	if old.ID != 0 {
-		return old, true
-	}
-	return in.sched.Next(in.Stats.Requests%schedule.ReconcileShare == schedule.ReconcileShare-1)
+	return in.sched.Next((a.lists/2)%schedule.ReconcileShare == schedule.ReconcileShare-1)
 }
 
 // checkSubscription makes sure the content type is subscribed to, which
@@ -300,6 +322,46 @@ func (in *Instance) checkSubscription(now time.Time) {
 	in.log.Warnf("%s", msg)
 }
 
+// listingFailed handles a listing page that failed. Throttling, auth and
+// a missing subscription concern every request, and back off the input;
+// anything else waits for this window alone, so that one window whose
+// listing keeps failing holds up neither the other windows nor the
+// blobs, and is reported once, after unreadableTries failures.
+func (in *Instance) listingFailed(now time.Time, c schedule.Chunk, err error) {
+	a := in.act
+	var ae *auth.Error
+	var ge *graph.APIError
+	if in.ctx.Err() != nil || errors.As(err, &ae) || noSubscription(err) || errors.As(err, &ge) && (ge.Throttled || ge.Status == http.StatusUnauthorized) {
+		in.sched.Unpin(c.ID)
+		in.onError(now, err)
+		return
+	}
+	a.listFails[c.ID]++
+	n := a.listFails[c.ID]
+	wait := in.backoff(n, time.Second, 15*time.Minute)
+	in.sched.Defer(c.ID, now.Add(wait))
+	if errors.As(err, new(*graph.OriginError)) || errors.As(err, new(*pagingError)) {
+		in.restartChain()
+	}
+	in.Stats.Errors++
+	in.notBefore = now.Add(time.Second)
+	msg := fmt.Sprintf("%v; the listing of content created %s to %s is tried again in %s (%d failures in a row); other windows and blobs go on meanwhile",
+		err, c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339), wait.Round(time.Second), n)
+	if n == unreadableTries {
+		fields := append(stretchFields(c.From, c.To), records.Field{Key: "consecutive_failures", Value: n})
+		if ge != nil {
+			if fix := ge.Fix(); fix != "" {
+				msg += "; " + fix
+			}
+			fields = append(fields, records.Field{Key: "http_status", Value: ge.Status}, records.Field{Key: "graph_error_code", Value: ge.Code}, records.Field{Key: "request_id", Value: ge.RequestID})
+		}
+		in.health.Report(now, health.APIError, "event", in.log.Scrub(msg), fields...)
+		in.log.Errorf("%s", msg)
+		return
+	}
+	in.log.Warnf("%s", in.log.Scrub(msg))
+}
+
 // noSubscription reports whether err says the content type is not
 // subscribed to (any more).
 func noSubscription(err error) bool {
@@ -316,10 +378,17 @@ func (in *Instance) listPage(now time.Time, c schedule.Chunk) {
 	if c.To.Before(limit) {
 		in.sched.Drop(c.ID)
 		delete(in.followed, c.ID)
-		in.log.Warnf("the listing of content created %s to %s is older than the 7 days %s lists; it is dropped", c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339), manage.Service)
+		delete(a.chainNewest, c.ID)
+		delete(a.listFails, c.ID)
+		in.tooOld(now, c.From, c.To)
 		return
 	}
 	from := later(c.From, limit)
+	if c.Link == "" && from.After(c.From.Add(time.Second)) && !a.clamped[c.ID] {
+		// The part older than 7 days cannot be listed any more.
+		a.clamped[c.ID] = true
+		in.tooOld(now, c.From, from)
+	}
 	if c.Link == "" && manage.Span(from, c.To) > manage.MaxWindow && in.sched.Split(c.ID) {
 		// Listed in parts of at most 24 hours, from the next collect on.
 		return
@@ -342,25 +411,45 @@ func (in *Instance) listPage(now time.Time, c schedule.Chunk) {
 			// The page itself is sound: its blobs are queued.
 			loop = &pagingError{msg: manage.Service + " returned a NextPageUri already followed in this listing (a paging loop); the blobs of the pages read are fetched, and the listing is restarted later"}
 		case !a.client.SameOrigin(l.Next):
-			err = &graph.OriginError{Link: l.Next, Host: in.cfg.ManagementHost, What: manage.Service + "'s NextPageUri", Key: "management_host"}
+			loop = &graph.OriginError{Link: l.Next, Host: in.cfg.ManagementHost, What: manage.Service + "'s NextPageUri", Key: "management_host"}
 		}
 	}
 	if err != nil {
-		if noSubscription(err) {
+		switch {
+		case noSubscription(err):
 			a.subscribed, a.subCheck = false, now
+		case in.req.linked && linkRefused(err):
+			// The service no longer takes the link (an expired page
+			// token): the window is listed again from its start, at once.
+			in.linkRefused(now, c, err)
+			return
 		}
-		in.sched.Unpin(c.ID)
-		in.onError(now, err)
+		in.listingFailed(now, c, err)
 		return
 	}
 	if loop == nil {
 		in.onSuccess(now)
+		in.linkFails = 0
+		if n := a.listFails[c.ID]; n >= unreadableTries {
+			msg := fmt.Sprintf("the listing of content created %s to %s succeeds again after %d failures", c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339), n)
+			in.health.Report(now, health.APIError, "resolved", msg, stretchFields(c.From, c.To)...)
+			in.log.Infof("%s", msg)
+		}
+		delete(a.listFails, c.ID)
 	}
 	in.Stats.Pages++
 	ac := &actCommit{loop: loop}
 	var newest time.Time
 	for _, it := range l.Items {
-		if _, queued := a.queue[it.ID]; queued || in.seen.Has(contentKey(it.ID)) {
+		if b, queued := a.queue[it.ID]; queued {
+			if b.URI != it.URI && a.client.SameOrigin(it.URI) {
+				// Listed again at another address: fetched from there.
+				b.URI, b.Tries, b.Retry = it.URI, 0, time.Time{}
+				in.stageBlob(b)
+			}
+			continue
+		}
+		if in.seen.Has(contentKey(it.ID)) {
 			continue
 		}
 		if !a.client.SameOrigin(it.URI) {
@@ -443,10 +532,46 @@ func (in *Instance) blobFailed(now time.Time, b *blob, err error, unreadable boo
 		in.pending = &commit{when: now, act: &actCommit{blob: b, drop: true}}
 		return
 	}
+	var ae *auth.Error
+	if errors.As(err, &ae) || errors.As(err, &ge) && (ge.Throttled || ge.Status == http.StatusUnauthorized) {
+		// The service's answer to every request, not this blob's.
+		in.onError(now, err)
+		return
+	}
 	b.Tries++
 	b.Retry = now.Add(in.backoff(b.Tries, time.Second, time.Hour))
+	in.stageBlob(b)
+	if gone := b.Expires.Add(expiryGrace); b.Tries > unreadableTries && now.After(gone) {
+		// Failed since before its expiry, and the service still does not
+		// say AF20051: it is given up as expired.
+		msg := fmt.Sprintf("the content blob %s (created %s) could not be fetched in %d tries (%v) and expired at %s: its records are not delivered",
+			b.ID, b.Created.UTC().Format(time.RFC3339), b.Tries, err, b.Expires.UTC().Format(time.RFC3339))
+		in.health.Report(now, health.UnreadablePage, "abandoned", in.log.Scrub(msg), records.Field{Key: "content_id", Value: b.ID}, records.Field{Key: "tries", Value: b.Tries})
+		in.log.Errorf("%s", msg)
+		in.pending = &commit{when: now, act: &actCommit{blob: b, drop: true}}
+		return
+	}
 	if !unreadable {
-		in.onError(now, err)
+		var te *graph.TransportError
+		if errors.As(err, &te) || errors.As(err, &ge) && ge.Status >= 500 {
+			// Network and server trouble: the usual back-off, which other
+			// blobs' successes clear.
+			in.onError(now, err)
+			return
+		}
+		// A refusal of this blob alone (AF20050, a blob over 100 MiB, an
+		// address no longer on management_host): it waits on its own,
+		// and is reported once.
+		in.notBefore = now.Add(time.Second)
+		in.Stats.Errors++
+		msg := fmt.Sprintf("%v; the content blob %s (created %s) is fetched again at %s (try %d) and then with a growing wait until it expires at %s; every other blob is fetched meanwhile",
+			err, b.ID, b.Created.UTC().Format(time.RFC3339), b.Retry.UTC().Format(time.RFC3339), b.Tries, b.Expires.UTC().Format(time.RFC3339))
+		if b.Tries == unreadableTries {
+			in.health.Report(now, health.APIError, "event", in.log.Scrub(msg), records.Field{Key: "content_id", Value: b.ID}, records.Field{Key: "tries", Value: b.Tries})
+			in.log.Errorf("%s", msg)
+		} else {
+			in.log.Warnf("%s", msg)
+		}
 		return
 	}
 	in.Stats.Unreadable++
@@ -462,7 +587,25 @@ func (in *Instance) blobFailed(now time.Time, b *blob, err error, unreadable boo
 	} else {
 		in.log.Warnf("%v; the content blob %s is fetched again at %s", err, b.ID, b.Retry.UTC().Format(time.RFC3339))
 	}
-	in.stageBlob(b)
+}
+
+// expiryGrace is how long past its contentExpiration a blob that keeps
+// failing is still tried.
+const expiryGrace = time.Hour
+
+// heldTries: a blob that failed this often no longer holds the de-dup
+// horizon back, nor counts as waiting: one that never succeeds must not
+// keep days of ids in memory. Read at last, its records are de-duplicated
+// against what is still held.
+const heldTries = 3
+
+// tooOld reports a window of contentCreated that was not listed before it
+// aged out of the 7 days the API lists: whatever it held is lost.
+func (in *Instance) tooOld(now, from, to time.Time) {
+	msg := fmt.Sprintf("content created %s to %s was not listed before it became older than the 7 days %s lists (collection was stopped or behind that long): whatever it held is not delivered; read that time in the Microsoft Purview audit search",
+		from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), manage.Service)
+	in.health.Report(now, health.ContentExpired, "event", msg, append(stretchFields(from, to), records.Field{Key: "kind", Value: "listing"})...)
+	in.log.Errorf("%s", msg)
 }
 
 // reportExpired reports the blobs that expired before they were fetched,
@@ -590,8 +733,9 @@ func (in *Instance) commitActivity(c *commit) {
 			in.lateBlobs(now, ac.listed)
 		}
 		if ac.loop != nil {
-			in.sched.Unpin(c.chunk)
-			in.onError(now, ac.loop)
+			if ch, ok := in.pendingChunk(c.chunk); ok {
+				in.listingFailed(now, ch, ac.loop)
+			}
 			break
 		}
 		if ac.newest.After(a.chainNewest[c.chunk]) {
@@ -666,11 +810,33 @@ func (in *Instance) recordLateness(now time.Time, late []time.Duration) {
 	in.metrics.LateArrivals(n)
 	msg := fmt.Sprintf("%d records were listed more than %s after their CreationTime, the latest %s after it; they are delivered now (their ids are kept by when they were listed)",
 		a.lateRecords.count, config.FormatDuration(lateRecordAge), a.lateRecords.max.Round(time.Second))
-	if in.health.Event(now, health.LateArrivals, msg, records.Field{Key: "count", Value: a.lateRecords.count},
-		records.Field{Key: "max_lateness_seconds", Value: a.lateRecords.max}, records.Field{Key: "kind", Value: "records"}) {
+	if in.lateReport(now, "records", msg, records.Field{Key: "count", Value: a.lateRecords.count},
+		records.Field{Key: "max_lateness_seconds", Value: a.lateRecords.max}) {
 		in.log.Warnf("%s", msg)
 		a.lateRecords = lateAgg{}
 	}
+}
+
+// pendingChunk is the pending chunk id.
+func (in *Instance) pendingChunk(id uint64) (schedule.Chunk, bool) {
+	for _, c := range in.sched.Pending() {
+		if c.ID == id {
+			return c, true
+		}
+	}
+	return schedule.Chunk{}, false
+}
+
+// lateReport reports a kind of late arrival at most once per repeat
+// interval, each kind on its own, and reports whether it did.
+func (in *Instance) lateReport(now time.Time, kind, msg string, figures ...records.Field) bool {
+	a := in.act
+	if last, ok := a.reported[kind]; ok && now.Sub(last) < in.health.Repeat {
+		return false
+	}
+	a.reported[kind] = now
+	in.health.Report(now, health.LateArrivals, "event", msg, append(figures, records.Field{Key: "kind", Value: kind})...)
+	return true
 }
 
 // lateBlobs reports the blobs that only a reconcile sweep listed: listed
@@ -700,9 +866,8 @@ func (in *Instance) lateBlobs(now time.Time, listed []manage.Content) {
 	lookback := in.sched.Lookback()
 	msg := fmt.Sprintf("%d content blobs were listed later than lookback (%s) covers and were found only by a reconcile sweep, the latest %s after its contentCreated; their records are delivered now",
 		a.lateBlobs.count, config.FormatDuration(lookback), a.lateBlobs.max.Round(time.Second))
-	if in.health.Event(now, health.LateArrivals, msg, records.Field{Key: "count", Value: a.lateBlobs.count},
-		records.Field{Key: "max_lateness_seconds", Value: a.lateBlobs.max}, records.Field{Key: "lookback_seconds", Value: lookback},
-		records.Field{Key: "kind", Value: "content"}) {
+	if in.lateReport(now, "content", msg, records.Field{Key: "count", Value: a.lateBlobs.count},
+		records.Field{Key: "max_lateness_seconds", Value: a.lateBlobs.max}, records.Field{Key: "lookback_seconds", Value: lookback}) {
 		in.log.Warnf("%s", msg)
 		a.lateBlobs = lateAgg{}
 	}

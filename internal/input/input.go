@@ -581,10 +581,14 @@ func (in *Instance) linkRefused(now time.Time, c schedule.Chunk, err error) {
 	in.sched.Restart(c.ID)
 	delete(in.followed, c.ID)
 	in.Stats.LinkRefused++
-	in.log.Infof("%v: Graph no longer accepts the nextLink of the %s query %s..%s; it resumes from %s", err, c.Class,
+	link := "nextLink"
+	if in.act != nil {
+		link = "NextPageUri"
+	}
+	in.log.Infof("%v: %s no longer accepts the %s of the %s query %s..%s; it resumes from %s", err, in.svc, link, c.Class,
 		c.From.UTC().Format(time.RFC3339), c.OrigTo.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339Nano))
 	if in.linkFails >= 3 {
-		msg := fmt.Sprintf("Graph refused %d nextLinks in a row (%v); each query resumes from the position it reached, so nothing is skipped, but paging costs more requests", in.linkFails, err)
+		msg := fmt.Sprintf("%s refused %d %ss in a row (%v); each query resumes from the position it reached, so nothing is skipped, but paging costs more requests", in.svc, in.linkFails, link, err)
 		if in.health.Fire(now, health.APIError, msg, records.Field{Key: "consecutive_failures", Value: in.linkFails}) {
 			in.log.Warnf("%s", msg)
 		}

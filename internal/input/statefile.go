@@ -169,8 +169,8 @@ func (in *Instance) saveFailed(now time.Time, err error) {
 		return
 	}
 	in.st.full = true
-	msg := fmt.Sprintf("%v: %d ids delivered or expired since the file last accepted a commit wait in memory, the limit of %d: no new events are read until the file accepts them (tried again every %s at most); nothing is lost meanwhile, events wait in Graph; %s",
-		err, n, in.st.maxUnsaved, config.FormatDuration(stateRetryMax), state.Fix(err))
+	msg := fmt.Sprintf("%v: %d ids delivered or expired since the file last accepted a commit wait in memory, the limit of %d: no new events are read until the file accepts them (tried again every %s at most); nothing is lost meanwhile, events wait in %s; %s",
+		err, n, in.st.maxUnsaved, config.FormatDuration(stateRetryMax), in.svc, state.Fix(err))
 	figures = append(figures, records.Field{Key: "retry_in_seconds", Value: wait})
 	// The condition may be firing already, for the first failures: this
 	// change is reported at once.

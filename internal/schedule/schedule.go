@@ -743,6 +743,16 @@ func (s *Schedule) LiveCovers(t time.Time) bool {
 	return false
 }
 
+// Defer has Next pass over chunk id until until, while other work is
+// served: its request failed, and it retries on its own back-off. Its
+// next page clears it.
+func (s *Schedule) Defer(id uint64, until time.Time) {
+	if i := s.find(id); i >= 0 {
+		s.st.Pending[i].Wait = until
+		s.st.Pending[i].Pinned = false
+	}
+}
+
 // Unpin lets other work be served before chunk id again, after a request
 // for it failed; it keeps its link and position.
 func (s *Schedule) Unpin(id uint64) {
