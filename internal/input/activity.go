@@ -384,14 +384,15 @@ func (in *Instance) listPage(now time.Time, c schedule.Chunk) {
 		return
 	}
 	from := later(c.From, limit)
-	if c.Link == "" && from.After(c.From.Add(time.Second)) && !a.clamped[c.ID] {
-		// The part older than 7 days cannot be listed any more.
-		a.clamped[c.ID] = true
-		in.tooOld(now, c.From, from)
-	}
 	if c.Link == "" && manage.Span(from, c.To) > manage.MaxWindow && in.sched.Split(c.ID) {
 		// Listed in parts of at most 24 hours, from the next collect on.
 		return
+	}
+	// The part older than 7 days cannot be listed any more (past the
+	// minute's margin, which initial_lookback 7d gives up).
+	if c.Link == "" && from.After(c.From.Add(2*time.Minute)) && !a.clamped[c.ID] {
+		a.clamped[c.ID] = true
+		in.tooOld(now, c.From, from)
 	}
 	link := c.Link
 	if link == "" {
@@ -472,7 +473,10 @@ func (in *Instance) listPage(now time.Time, c schedule.Chunk) {
 	ac.newest = newest
 	clear(in.inPage)
 	in.pending = &commit{chunk: c.ID, result: schedule.PageResult{Count: len(l.Items), Next: l.Next, Fresh: c.Link == ""},
-		when: now, class: c.Class, act: ac, live: c.Class == schedule.Live && !c.Planned.Before(in.began)}
+		when: now, class: c.Class, act: ac,
+		// Only a listing that reaches the present says how fresh the
+		// content is (not the older parts of a backlog).
+		live: c.Class == schedule.Live && !c.Planned.Before(in.began) && !c.OrigTo.Before(c.Planned)}
 }
 
 // fetchBlob fetches and decodes blob b, and hands over its first batch.

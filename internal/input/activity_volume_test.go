@@ -269,6 +269,9 @@ func TestVolumeActivity(t *testing.T) {
 		if r.PeakDedupBytes > 500e6 {
 			t.Errorf("the de-dup set held %.0f MB, above 500 MB", float64(r.PeakDedupBytes)/1e6)
 		}
+		if r.Health["drift_exceeded"]+r.Health["content_expired"]+r.Health["unreadable_page"] > 0 {
+			t.Errorf("health records that nothing here justifies: %v", r.Health)
+		}
 		if r.Drained == 0 || r.Drained > v.Duration/3 {
 			t.Errorf("the backlog was delivered after %s", r.Drained)
 		}
