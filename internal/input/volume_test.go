@@ -389,10 +389,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// volumeSeeds is the seeds a volume test runs: MSGRAPH_VOLUME_SEEDS of
-// them when set (docs/performance.md gives the worst of 5), else n, which
+// volumeSeeds is the seeds a volume test runs: MSGRAPH_VOLUME_SEED alone,
+// or MSGRAPH_VOLUME_SEEDS of them when set (docs/performance.md gives the worst of 5), else n, which
 // each test sizes so that make test stays within CI's time.
 func volumeSeeds(t *testing.T, n int) []uint64 {
+	// MSGRAPH_VOLUME_SEED runs that one seed: several processes can then
+	// run the seeds of a long test side by side.
+	if s := os.Getenv("MSGRAPH_VOLUME_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || seed < 1 {
+			t.Fatalf("MSGRAPH_VOLUME_SEED=%q: a seed from 1 on", s)
+		}
+		return []uint64{seed}
+	}
 	if s := os.Getenv("MSGRAPH_VOLUME_SEEDS"); s != "" {
 		var err error
 		if n, err = strconv.Atoi(s); err != nil || n < 1 {
