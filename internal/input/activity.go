@@ -26,14 +26,19 @@ import (
 //     re-reads of the lookback and reconcile sweeps, because a listing of
 //     a past window grows when blobs are listed late. A window is listed
 //     through its NextPageUri pages (listPage), at most 24 hours at a
-//     time and never more than 7 days back.
+//     time and never more than 7 days back; a window near that edge is
+//     listed first (nextListing). A refused NextPageUri lists the window
+//     again from its start; a window whose listing fails otherwise waits
+//     on its own back-off (listingFailed). The limit: a NextPageUri must
+//     stay valid from one page to the next, as Graph's nextLinks must.
 //  2. Each blob listed for the first time is queued: kept in memory and in
 //     the state file's items until it is delivered, so a restart fetches
 //     it again and a re-listing does not queue it twice. A delivered
 //     blob's contentId joins the de-dup set, keyed on its contentCreated.
 //  3. Queued blobs are fetched oldest contentCreated first (fetchBlob), one
-//     per collect, and decoded at once; a blob that fails waits on its own
-//     back-off while the others go on.
+//     per collect, taking turns with listing pages, and decoded at once;
+//     a blob that fails waits on its own back-off while the others go on
+//     (blobFailed), and is given up only once it expired.
 //  4. A decoded blob is handed to Fluent Bit in batches of at most
 //     maxBatchBytes (nextBatch), each committed on its own: a crash
 //     repeats at most one batch, and the de-dup set drops what an earlier
@@ -42,7 +47,8 @@ import (
 //     contentCreated of the blob that first held it, never on the
 //     record's own CreationTime (records surface weeks late), and kept
 //     while a blob within max_lookback of it can still be listed or is
-//     queued (activityHorizon).
+//     queued (activityHorizon); a blob that failed heldTries times no
+//     longer holds it.
 
 // maxBatchBytes bounds one batch of a blob's records.
 const maxBatchBytes = 4 << 20
