@@ -94,13 +94,18 @@ type Response struct {
 
 // SameOrigin reports whether link points at the Graph host (scheme, host
 // and port), the only place the bearer token may go.
-func (c *Client) SameOrigin(link string) bool {
+func (c *Client) SameOrigin(link string) bool { return SameOrigin(c.host, link) }
+
+// SameOrigin reports whether link has host's scheme, host and port, and no
+// user information: the test every client of a Microsoft API applies
+// before a link gets its bearer token.
+func SameOrigin(host *url.URL, link string) bool {
 	u, err := url.Parse(link)
 	if err != nil {
 		return false
 	}
-	return strings.EqualFold(u.Scheme, c.host.Scheme) && strings.EqualFold(u.Hostname(), c.host.Hostname()) &&
-		port(u) == port(c.host) && u.User == nil
+	return strings.EqualFold(u.Scheme, host.Scheme) && strings.EqualFold(u.Hostname(), host.Hostname()) &&
+		port(u) == port(host) && u.User == nil
 }
 
 // port is the URL's port, or its scheme's default.
@@ -150,13 +155,13 @@ func (c *Client) get(ctx context.Context, link string) (*Response, error) {
 	req.Header.Set("Accept", "application/json")
 	res, err := c.http.Do(req)
 	if err != nil {
-		return nil, &TransportError{Err: scrub(err, tok)}
+		return nil, &TransportError{Err: Scrub(err, tok)}
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, MaxBody+1))
 	reqID := res.Header.Get("request-id")
 	if err != nil {
-		return nil, &TransportError{Err: fmt.Errorf("reading the response body: %w", scrub(err, tok)), RequestID: reqID}
+		return nil, &TransportError{Err: fmt.Errorf("reading the response body: %w", Scrub(err, tok)), RequestID: reqID}
 	}
 	if len(body) > MaxBody {
 		return nil, &APIError{Status: res.StatusCode, Code: "ResponseTooLarge", Message: fmt.Sprintf("the response is larger than %d MiB", MaxBody>>20), RequestID: reqID}
@@ -180,8 +185,8 @@ func unwrapAuth(err error) error {
 	return &auth.Error{Cause: err.Error(), Temporary: true}
 }
 
-// scrub removes the access token from an error's text.
-func scrub(err error, tok *oauth2.Token) error {
+// Scrub removes the access token from an error's text.
+func Scrub(err error, tok *oauth2.Token) error {
 	if tok == nil || tok.AccessToken == "" || !strings.Contains(err.Error(), tok.AccessToken) {
 		return err
 	}

@@ -632,7 +632,7 @@ func (in *Instance) reportExpired(now time.Time) {
 		}
 	}
 	msg := fmt.Sprintf("%d content blobs expired before they could be fetched (%s answered AF20051; content is kept 7 days): their records are lost upstream (content ids %s). Collection was stopped or behind for days; read that time in the Microsoft Purview audit search",
-		a.expired, manage.Service, joinIDs(a.expiredIDs, a.expired))
+		a.expired, manage.Service, records.JoinIDs(a.expiredIDs, a.expired))
 	if in.health.Event(now, health.ContentExpired, msg, records.Field{Key: "count", Value: a.expired}) {
 		in.log.Errorf("%s", msg)
 		a.expired, a.expiredIDs = 0, nil
@@ -650,15 +650,6 @@ func (in *Instance) foreignContent(now time.Time, items []manage.Content) {
 	if in.health.Fire(now, health.APIError, msg, records.Field{Key: "count", Value: len(items)}) {
 		in.log.Errorf("%s", msg)
 	}
-}
-
-func joinIDs(ids []string, total int) string {
-	s := fmt.Sprint(ids)
-	s = s[1 : len(s)-1]
-	if more := total - len(ids); more > 0 {
-		s += fmt.Sprintf(" and %d more", more)
-	}
-	return s
 }
 
 // nextBatch hands over the next records of the blob being delivered.
@@ -881,14 +872,5 @@ func (in *Instance) lateBlobs(now time.Time, listed []manage.Content) {
 		in.log.Warnf("%s", msg)
 		a.lateBlobs = lateAgg{}
 	}
-	if beyond <= lookback {
-		return
-	}
-	if nl, changed := in.sched.Widen(now); changed {
-		msg := fmt.Sprintf("lookback widened from %s to %s because content was listed later than it covered (max_lookback %s)",
-			config.FormatDuration(lookback), config.FormatDuration(nl), config.FormatDuration(in.cfg.MaxLookback))
-		in.health.Event(now, health.LookbackWidened, msg, records.Field{Key: "old_lookback_seconds", Value: lookback},
-			records.Field{Key: "new_lookback_seconds", Value: nl})
-		in.log.Warnf("%s", msg)
-	}
+	in.widen(now, lookback, beyond, "content was listed")
 }

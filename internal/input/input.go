@@ -857,13 +857,20 @@ func (in *Instance) lateArrivals(now time.Time, c *commit) {
 		in.log.Warnf("%s", msg)
 		in.late = lateAgg{}
 	}
-	// Widen once per lookback at most: one sweep finds many late events.
+	in.widen(now, lookback, beyond, "events arrived")
+}
+
+// widen doubles lookback, and says so, when late arrivals that happened
+// under it (beyond is the latest of them) came later than it covers: once
+// per lookback at most, since one sweep finds many late events. what says
+// what was late.
+func (in *Instance) widen(now time.Time, lookback, beyond time.Duration, what string) {
 	if beyond <= lookback {
 		return
 	}
 	if nl, changed := in.sched.Widen(now); changed {
-		msg := fmt.Sprintf("lookback widened from %s to %s because events arrived later than it covered (max_lookback %s)",
-			config.FormatDuration(lookback), config.FormatDuration(nl), config.FormatDuration(in.cfg.MaxLookback))
+		msg := fmt.Sprintf("lookback widened from %s to %s because %s later than it covered (max_lookback %s)",
+			config.FormatDuration(lookback), config.FormatDuration(nl), what, config.FormatDuration(in.cfg.MaxLookback))
 		in.health.Event(now, health.LookbackWidened, msg, records.Field{Key: "old_lookback_seconds", Value: lookback},
 			records.Field{Key: "new_lookback_seconds", Value: nl})
 		in.log.Warnf("%s", msg)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	jsoniter "github.com/json-iterator/go"
-	"golang.org/x/oauth2"
 
 	"github.com/in-msgraph/in_msgraph/internal/auth"
 	"github.com/in-msgraph/in_msgraph/internal/graph"
@@ -117,27 +116,7 @@ type Listing struct {
 
 // SameOrigin reports whether link points at the configured host (scheme,
 // host and port), the only place the bearer token may go.
-func (c *Client) SameOrigin(link string) bool {
-	u, err := url.Parse(link)
-	if err != nil {
-		return false
-	}
-	return strings.EqualFold(u.Scheme, c.host.Scheme) && strings.EqualFold(u.Hostname(), c.host.Hostname()) &&
-		port(u) == port(c.host) && u.User == nil
-}
-
-func port(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-		return "443"
-	case "http":
-		return "80"
-	}
-	return ""
-}
+func (c *Client) SameOrigin(link string) bool { return graph.SameOrigin(c.host, link) }
 
 // List reads one listing page (ListURL, or a NextPageUri).
 func (c *Client) List(ctx context.Context, link string) (*Listing, error) {
@@ -306,13 +285,13 @@ func (c *Client) once(ctx context.Context, method, link string) (*response, erro
 	}
 	res, err := c.http.Do(req)
 	if err != nil {
-		return nil, &graph.TransportError{Service: Service, Err: scrub(err, tok)}
+		return nil, &graph.TransportError{Service: Service, Err: graph.Scrub(err, tok)}
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, MaxBody+1))
 	reqID := requestID(res.Header)
 	if err != nil {
-		return nil, &graph.TransportError{Service: Service, Err: fmt.Errorf("reading the response body: %w", scrub(err, tok)), RequestID: reqID}
+		return nil, &graph.TransportError{Service: Service, Err: fmt.Errorf("reading the response body: %w", graph.Scrub(err, tok)), RequestID: reqID}
 	}
 	if len(b) > MaxBody {
 		return nil, &graph.APIError{Service: Service, Status: res.StatusCode, Code: "ResponseTooLarge", Message: fmt.Sprintf("the response is larger than %d MiB", MaxBody>>20), RequestID: reqID,
@@ -414,12 +393,4 @@ func shorten(s string) string {
 		return s[:300] + "…"
 	}
 	return s
-}
-
-// scrub removes the access token from an error's text.
-func scrub(err error, tok *oauth2.Token) error {
-	if tok == nil || tok.AccessToken == "" || !strings.Contains(err.Error(), tok.AccessToken) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), tok.AccessToken, "(redacted)"))
 }

@@ -105,7 +105,7 @@ type Altered struct {
 }
 
 // IDList joins the listed ids, with the number of the others.
-func (a *Altered) IDList() string { return joinIDs(a.IDs, a.Count) }
+func (a *Altered) IDList() string { return JoinIDs(a.IDs, a.Count) }
 
 func (a *Altered) add(id []byte) {
 	a.Count++
@@ -123,7 +123,7 @@ func (p *Page) SkippedIDs() string {
 			ids = append(ids, s.ID)
 		}
 	}
-	return joinIDs(ids, p.Invalid)
+	return JoinIDs(ids, p.Invalid)
 }
 
 // SkippedReasons joins the different reasons of the skipped elements
@@ -138,7 +138,8 @@ func (p *Page) SkippedReasons() string {
 	return strings.Join(rs, "; ")
 }
 
-func joinIDs(ids []string, total int) string {
+// JoinIDs joins the ids listed, with the number of the others of total.
+func JoinIDs(ids []string, total int) string {
 	s := strings.Join(ids, ", ")
 	if more := total - len(ids); len(ids) > 0 && more > 0 {
 		s += fmt.Sprintf(" and %d more", more)
