@@ -104,7 +104,7 @@ func (d *DB) SavePacing(p Pacing) error {
 	}
 	p.Clean = true
 	v := encodePacing(p)
-	err := d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyPacing, v) })
+	err := d.db.Update(func(tx *bolt.Tx) error { return d.root(tx).Bucket(bucketMeta).Put(keyPacing, v) })
 	if err != nil {
 		return fmt.Errorf("db %s: the request times could not be written: %w", d.path, err)
 	}

@@ -45,9 +45,12 @@ var (
 	// they belong to (the content blobs an input has listed and not yet
 	// delivered); created with the first.
 	bucketItems = []byte("items")
-	keyVersion  = []byte("version")
-	keySched    = []byte("schedule")
-	keyPacing   = []byte("pacing")
+	// tenants holds a bucket per namespace of a shared file (File), each
+	// laid out as a file of its own (meta, ids, items).
+	bucketTenants = []byte("tenants")
+	keyVersion    = []byte("version")
+	keySched      = []byte("schedule")
+	keyPacing     = []byte("pacing")
 )
 
 // An ids record: the key is the minute (event time / minuteNanos, rounded
@@ -166,6 +169,25 @@ type DB struct {
 	next      []byte
 	// staged are the items the next commit writes (nil values delete).
 	staged map[string][]byte
+	// ns names the DB's namespace in a shared file (File); nil for a
+	// file of its own.
+	ns []byte
+}
+
+// holder is where a DB's buckets are: the file's root, or its namespace's
+// bucket in a shared file.
+type holder interface {
+	Bucket(name []byte) *bolt.Bucket
+	CreateBucketIfNotExists(name []byte) (*bolt.Bucket, error)
+	DeleteBucket(name []byte) error
+}
+
+// root is the holder of d's buckets in tx.
+func (d *DB) root(tx *bolt.Tx) holder {
+	if d.ns == nil {
+		return tx
+	}
+	return tx.Bucket(bucketTenants).Bucket(d.ns)
 }
 
 // boltOpen is bbolt's Open; tests replace it to inject the system's errors.
@@ -241,7 +263,17 @@ func (d *DB) init() (err error) {
 		}
 	}()
 	return d.db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		var root holder = tx
+		if d.ns != nil {
+			all, err := tx.CreateBucketIfNotExists(bucketTenants)
+			if err != nil {
+				return err
+			}
+			if root, err = all.CreateBucketIfNotExists(d.ns); err != nil {
+				return err
+			}
+		}
+		meta, err := root.CreateBucketIfNotExists(bucketMeta)
 		if errors.Is(err, berrors.ErrIncompatibleValue) {
 			return &UnreadableError{Path: d.path, Reason: "it is not an in_msgraph state file (no meta bucket)"}
 		}
@@ -257,7 +289,7 @@ func (d *DB) init() (err error) {
 		case len(v) != 4:
 			return &UnreadableError{Path: d.path, Reason: "it is not an in_msgraph state file (bad version record)"}
 		case binary.BigEndian.Uint32(v) == 1:
-			if err := d.upgrade1(tx); err != nil {
+			if err := d.upgrade1(root); err != nil {
 				return err
 			}
 			if err := meta.Put(keyVersion, binary.BigEndian.AppendUint32(nil, Version)); err != nil {
@@ -266,7 +298,7 @@ func (d *DB) init() (err error) {
 		case binary.BigEndian.Uint32(v) != Version:
 			return &UnreadableError{Path: d.path, Reason: fmt.Sprintf("it was written by state version %d and this plugin reads version %d (a newer plugin wrote it)", binary.BigEndian.Uint32(v), Version)}
 		}
-		if _, err := tx.CreateBucketIfNotExists(bucketIDs); err != nil {
+		if _, err := root.CreateBucketIfNotExists(bucketIDs); err != nil {
 			if errors.Is(err, berrors.ErrIncompatibleValue) {
 				return &UnreadableError{Path: d.path, Reason: "it is not an in_msgraph state file (no ids bucket)"}
 			}
@@ -278,7 +310,7 @@ func (d *DB) init() (err error) {
 
 // upgrade1 rewrites version 1's id-keyed bucket as time-ordered records, in
 // the transaction that opens the file, so a crash leaves the old file.
-func (d *DB) upgrade1(tx *bolt.Tx) error {
+func (d *DB) upgrade1(tx holder) error {
 	old := tx.Bucket(bucketKeys)
 	if old == nil {
 		return nil
@@ -315,8 +347,9 @@ func (d *DB) Load(fn func(k records.Key, t int64)) (sched []byte, err error) {
 		}
 	}()
 	err = d.db.View(func(tx *bolt.Tx) error {
-		sched = append([]byte(nil), tx.Bucket(bucketMeta).Get(keySched)...)
-		return tx.Bucket(bucketIDs).ForEach(func(k, v []byte) error {
+		root := d.root(tx)
+		sched = append([]byte(nil), root.Bucket(bucketMeta).Get(keySched)...)
+		return root.Bucket(bucketIDs).ForEach(func(k, v []byte) error {
 			if len(k) != recordKey || len(v)%entrySize != 0 {
 				return &UnreadableError{Path: d.path, Reason: "it holds a damaged id record"}
 			}
@@ -350,17 +383,18 @@ type Entry struct {
 // seen: the cost follows what expires, not what the file holds.
 func (d *DB) Commit(add []Entry, del []records.Key, schedule []byte) error {
 	err := d.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketIDs)
+		root := d.root(tx)
+		b := root.Bucket(bucketIDs)
 		if err := d.append(b, add); err != nil {
 			return err
 		}
 		if err := d.remove(b, del); err != nil {
 			return err
 		}
-		if err := d.writeItems(tx); err != nil {
+		if err := d.writeItems(root); err != nil {
 			return err
 		}
-		meta := tx.Bucket(bucketMeta)
+		meta := root.Bucket(bucketMeta)
 		if d.next != nil {
 			if err := meta.Put(keyPacing, d.next); err != nil {
 				return err
@@ -385,7 +419,7 @@ func (d *DB) Stage(key string, value []byte) {
 	d.staged[key] = value
 }
 
-func (d *DB) writeItems(tx *bolt.Tx) error {
+func (d *DB) writeItems(tx holder) error {
 	if len(d.staged) == 0 {
 		return nil
 	}
@@ -415,7 +449,7 @@ func (d *DB) Items(fn func(key string, value []byte)) (err error) {
 		}
 	}()
 	err = d.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketItems)
+		b := d.root(tx).Bucket(bucketItems)
 		if b == nil {
 			return nil
 		}
@@ -564,6 +598,10 @@ func (d *DB) Path() string { return d.path }
 // Close closes the file; it may be called more than once.
 func (d *DB) Close() error {
 	if d == nil || d.db == nil {
+		return nil
+	}
+	if d.ns != nil {
+		d.db = nil // the shared file stays open (File.Close)
 		return nil
 	}
 	abs, _ := filepath.Abs(d.path)
