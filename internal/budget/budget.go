@@ -32,7 +32,10 @@ type Budget struct {
 	waiting map[any]*waiter
 }
 
-type waiter struct{ since, last time.Time }
+type waiter struct {
+	since, last time.Time
+	class       int
+}
 
 // staleWait: a consumer that has not asked for this long has stopped
 // waiting (its work was done, or it was closed).
@@ -104,15 +107,30 @@ func (b *Budget) wait(now time.Time) time.Duration {
 
 // TryTake takes one request from the budget for consumer who, if one is
 // free now and no other consumer has been waiting longer for it.
-func (b *Budget) TryTake(now time.Time, who any) bool {
+func (b *Budget) TryTake(now time.Time, who any) bool { return b.TryTakeClass(now, who, 0) }
+
+// Classes of work, for budgets shared by work of different urgency (an
+// application's budget across tenants): a consumer waiting with a lower
+// class goes first, and within a class the one that has waited longest.
+const (
+	ClassPoll    = 0 // the newest minutes of a tenant (a live poll)
+	ClassReread  = 1 // a live query reaching further back (a re-read)
+	ClassSweep   = 2 // a reconcile sweep
+	ClassBacklog = 3 // a backlog: initial_lookback, or time left behind by an outage
+)
+
+// TryTakeClass is TryTake for work of class c: a request is free for it
+// only if no consumer of a lower class is waiting, nor one of its class
+// that has waited longer.
+func (b *Budget) TryTakeClass(now time.Time, who any, c int) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.waiting == nil {
 		b.waiting = map[any]*waiter{}
 	}
 	me := b.waiting[who]
-	if me == nil {
-		me = &waiter{since: now}
+	if me == nil || me.class != c {
+		me = &waiter{since: now, class: c}
 	}
 	me.last = now
 	if b.wait(now) == 0 && !b.someoneBefore(now, who, me) {
@@ -133,11 +151,23 @@ func (b *Budget) someoneBefore(now time.Time, who any, me *waiter) bool {
 			delete(b.waiting, w)
 			continue
 		}
-		if o.since.Before(me.since) {
+		if o.class < me.class || o.class == me.class && o.since.Before(me.since) {
 			return true
 		}
 	}
 	return false
+}
+
+// Return gives back a request taken at t that was not sent after all.
+func (b *Budget) Return(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.sent) - 1; i >= 0; i-- {
+		if b.sent[i].Equal(t) {
+			b.sent = slices.Delete(b.sent, i, i+1)
+			return
+		}
+	}
 }
 
 // Block stops all requests until t (after a 429 with Retry-After).

@@ -142,3 +142,43 @@ func TestFillWaitsAWholeWindow(t *testing.T) {
 		t.Fatal("the filled window did not end")
 	}
 }
+
+// Under a budget shared by work of different classes, a waiting poll goes
+// before a waiting re-read or backlog, however long those waited; within
+// a class, turns go by waiting time; a returned request is free again.
+func TestClassesGoInOrder(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := New(2, 10*time.Second)
+	if !b.TryTakeClass(t0, "x", ClassBacklog) || !b.TryTakeClass(t0, "x", ClassBacklog) {
+		t.Fatal("a free budget refused")
+	}
+	// Full: the backlog waits from t0+1s, the poll only from t0+5s.
+	b.TryTakeClass(t0.Add(time.Second), "backlog", ClassBacklog)
+	b.TryTakeClass(t0.Add(5*time.Second), "poll", ClassPoll)
+	free := t0.Add(10 * time.Second)
+	if b.TryTakeClass(free, "backlog", ClassBacklog) {
+		t.Fatal("a backlog took the freed request while a poll waited")
+	}
+	if !b.TryTakeClass(free, "poll", ClassPoll) {
+		t.Fatal("the waiting poll was refused a free request")
+	}
+	if !b.TryTakeClass(free, "backlog", ClassBacklog) {
+		t.Fatal("the backlog was refused the second free request")
+	}
+	if b.TryTakeClass(free, "late", ClassPoll) {
+		t.Fatal("took a request over the limit")
+	}
+	b.Return(free)
+	if !b.TryTakeClass(free, "late", ClassPoll) {
+		t.Fatal("a returned request is not free again")
+	}
+	// Same class: the one that waited longer goes first.
+	b = New(1, 10*time.Second)
+	b.TryTake(t0, "x")
+	b.TryTakeClass(t0.Add(time.Second), "early", ClassReread)
+	b.TryTakeClass(t0.Add(2*time.Second), "later", ClassReread)
+	b.TryTakeClass(t0.Add(7*time.Second), "early", ClassReread) // still waiting
+	if b.TryTakeClass(t0.Add(10*time.Second), "later", ClassReread) || !b.TryTakeClass(t0.Add(10*time.Second), "early", ClassReread) {
+		t.Fatal("within a class the longest waiter did not go first")
+	}
+}
