@@ -202,6 +202,11 @@ type Decoder struct {
 	// IDField is the top-level key holding the object's identity: "id"
 	// when empty (Graph); the Management Activity API's records use "Id".
 	IDField string
+	// Extra is msgpack key-value pairs (ExtraCount of them) appended to
+	// every record's top-level map, after the object's own keys: the
+	// tenant of a multi-tenant input (AppendExtra).
+	Extra      []byte
+	ExtraCount int
 
 	in      []byte
 	scratch []byte // unescaped string bytes
@@ -695,7 +700,8 @@ func (d *Decoder) object(out []byte, i, depth int) ([]byte, int, error) {
 	n := 0
 	i = d.ws(i + 1)
 	if i < len(in) && in[i] == '}' {
-		return finishContainer(out, hdr, 0, 0x80, 0xde, 0xdf), i + 1, nil
+		out, n = d.extra(out, depth, n)
+		return finishContainer(out, hdr, n, 0x80, 0xde, 0xdf), i + 1, nil
 	}
 	var err error
 	for {
@@ -750,9 +756,27 @@ func (d *Decoder) object(out []byte, i, depth int) ([]byte, int, error) {
 			continue
 		}
 		if i < len(in) && in[i] == '}' {
+			out, n = d.extra(out, depth, n)
 			return finishContainer(out, hdr, n, 0x80, 0xde, 0xdf), i + 1, nil
 		}
 		return out, i, d.errAt(i, "expected ',' or '}'")
+	}
+}
+
+// extra appends the Extra pairs to a top-level object of n members.
+func (d *Decoder) extra(out []byte, depth, n int) ([]byte, int) {
+	if depth != 1 || d.ExtraCount == 0 {
+		return out, n
+	}
+	return append(out, d.Extra...), n + d.ExtraCount
+}
+
+// SetExtra makes every record carry the string pairs kv (key, value, key,
+// value...) as its last top-level keys.
+func (d *Decoder) SetExtra(kv ...string) {
+	d.Extra, d.ExtraCount = d.Extra[:0], len(kv)/2
+	for _, s := range kv[:2*d.ExtraCount] {
+		d.Extra = msgp.AppendString(d.Extra, s)
 	}
 }
 

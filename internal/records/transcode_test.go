@@ -450,3 +450,46 @@ func TestParseTimeFastPath(t *testing.T) {
 		}
 	}
 }
+
+// SetExtra's pairs are the last top-level keys of every record, whatever
+// the object's size (a map header that grows past 15 members), and only
+// at the top level.
+func TestExtraKeysAreLast(t *testing.T) {
+	d := Decoder{TimeField: "createdDateTime"}
+	d.SetExtra("msgraph_tenant", "contoso.onmicrosoft.com")
+	fifteen := `{"id":"b","createdDateTime":"2024-01-01T00:00:00Z"`
+	for i := range 13 {
+		fifteen += fmt.Sprintf(`,"k%d":{"nested":%d}`, i, i)
+	}
+	fifteen += "}"
+	var p Page
+	if err := d.DecodePage([]byte(`{"value":[{"id":"a","createdDateTime":"2024-01-01T00:00:00Z","x":{}},`+fifteen+`]}`), &p); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := DecodeEvents(p.Buf)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("decode: %d events, %v", len(evs), err)
+	}
+	for i, want := range []int{4, 16} {
+		body := p.Buf[p.Records[i].Start+11 : p.Records[i].End]
+		n, rest, err := msgp.ReadMapHeaderBytes(body)
+		if err != nil || int(n) != want {
+			t.Fatalf("record %d: %d keys (%v), want %d", i, n, err, want)
+		}
+		var k, v string
+		for range n {
+			k, rest, _ = msgp.ReadStringBytes(rest)
+			if k == "msgraph_tenant" {
+				v, rest, _ = msgp.ReadStringBytes(rest)
+				continue
+			}
+			rest, _ = msgp.Skip(rest)
+		}
+		if k != "msgraph_tenant" || v != "contoso.onmicrosoft.com" {
+			t.Fatalf("record %d: last key %q = %q", i, k, v)
+		}
+		if x, ok := evs[i].Fields["x"].(map[string]any); i == 0 && (!ok || len(x) != 0) {
+			t.Fatalf("a nested object gained keys: %v", evs[i].Fields["x"])
+		}
+	}
+}
