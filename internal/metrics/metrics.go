@@ -19,56 +19,82 @@ import (
 )
 
 // The input is named "input", not "instance", which Prometheus sets to the
-// scrape target itself.
-var labels = []string{"input", "source"}
-
-// Registry holds the plugin's metrics; it is process-wide because every
-// input of the shared object reports into it.
-var Registry = prometheus.NewRegistry()
-
-func counter(name, help string, extra ...string) *prometheus.CounterVec {
-	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(append([]string(nil), labels...), extra...))
-}
-
-func gauge(name, help string) *prometheus.GaugeVec {
-	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
-}
-
+// scrape target itself. An input with metrics_tenant_label on labels its
+// series with the tenant too; those series live in a registry of their
+// own (TenantRegistry), served beside Registry, because one metric's
+// series in a registry must share their label names.
 var (
-	requests     = counter("msgraph_requests_total", "Requests to Graph by endpoint and HTTP status (\"error\" when no answer came).", "endpoint", "code")
-	throttled    = counter("msgraph_throttled_total", "Requests answered 429 Too Many Requests.")
-	retryAfter   = counter("msgraph_retry_after_seconds_total", "Seconds waited because Graph asked to (Retry-After) or throttled without saying.")
-	events       = counter("msgraph_events_total", "Events delivered to Fluent Bit.")
-	duplicates   = counter("msgraph_duplicates_total", "Events read again and dropped because they were already delivered.")
-	lateArrivals = counter("msgraph_late_arrivals_total", "Events found only by a reconcile sweep.")
-	tokenFetches = counter("msgraph_token_refreshes_total", "Access tokens obtained.")
-	tokenFails   = counter("msgraph_token_failures_total", "Token requests that failed.")
-	warnings     = counter("msgraph_warnings_total", "Health records by code and status.", "code", "status")
-	lateness     = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "msgraph_lateness_seconds",
-		Help:    "How late events were first seen: first seen minus event time.",
-		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400},
-	}, labels)
-	commitDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "msgraph_commit_duration_seconds",
-		Help:    "Time to write one commit (a page's ids and the schedule) to the state file.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-	}, labels)
-	lookback    = gauge("msgraph_lookback_seconds", "Current lookback (it widens when events arrive later than it covers).")
-	lastSuccess = gauge("msgraph_last_success_timestamp_seconds", "Unix time of the last page read successfully.")
-	backlog     = gauge("msgraph_backlog_seconds", "How long the oldest pending live query has waited.")
-	dedupIDs    = gauge("msgraph_dedup_ids", "Ids held in the de-duplication set.")
+	labels       = []string{"input", "source"}
+	tenantLabels = []string{"input", "source", "tenant"}
 )
 
-func init() {
-	Registry.MustRegister(requests, throttled, retryAfter, events, duplicates, lateArrivals, tokenFetches, tokenFails,
-		warnings, lateness, commitDur, lookback, lastSuccess, backlog, dedupIDs,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+// Registry holds the plugin's metrics; it is process-wide because every
+// input of the shared object reports into it. TenantRegistry holds the
+// series labelled by tenant.
+var (
+	Registry       = prometheus.NewRegistry()
+	TenantRegistry = prometheus.NewRegistry()
+)
+
+// vecs are the metric vectors of one label set.
+type vecs struct {
+	requests, throttled, retryAfter, events, duplicates, lateArrivals *prometheus.CounterVec
+	tokenFetches, tokenFails, warnings                                *prometheus.CounterVec
+	lateness, commitDur                                               *prometheus.HistogramVec
+	lookback, lastSuccess, backlog, dedupIDs                          *prometheus.GaugeVec
 }
 
-// Set records the metrics of one input.
+func newVecs(labels []string) *vecs {
+	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(append([]string(nil), labels...), extra...))
+	}
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	}
+	return &vecs{
+		requests:     counter("msgraph_requests_total", "Requests to Graph by endpoint and HTTP status (\"error\" when no answer came).", "endpoint", "code"),
+		throttled:    counter("msgraph_throttled_total", "Requests answered 429 Too Many Requests."),
+		retryAfter:   counter("msgraph_retry_after_seconds_total", "Seconds waited because Graph asked to (Retry-After) or throttled without saying."),
+		events:       counter("msgraph_events_total", "Events delivered to Fluent Bit."),
+		duplicates:   counter("msgraph_duplicates_total", "Events read again and dropped because they were already delivered."),
+		lateArrivals: counter("msgraph_late_arrivals_total", "Events found only by a reconcile sweep."),
+		tokenFetches: counter("msgraph_token_refreshes_total", "Access tokens obtained."),
+		tokenFails:   counter("msgraph_token_failures_total", "Token requests that failed."),
+		warnings:     counter("msgraph_warnings_total", "Health records by code and status.", "code", "status"),
+		lateness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "msgraph_lateness_seconds",
+			Help:    "How late events were first seen: first seen minus event time.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400},
+		}, labels),
+		commitDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "msgraph_commit_duration_seconds",
+			Help:    "Time to write one commit (a page's ids and the schedule) to the state file.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, labels),
+		lookback:    gauge("msgraph_lookback_seconds", "Current lookback (it widens when events arrive later than it covers)."),
+		lastSuccess: gauge("msgraph_last_success_timestamp_seconds", "Unix time of the last page read successfully."),
+		backlog:     gauge("msgraph_backlog_seconds", "How long the oldest pending live query has waited."),
+		dedupIDs:    gauge("msgraph_dedup_ids", "Ids held in the de-duplication set."),
+	}
+}
+
+func (v *vecs) all() []prometheus.Collector {
+	return []prometheus.Collector{v.requests, v.throttled, v.retryAfter, v.events, v.duplicates, v.lateArrivals, v.tokenFetches, v.tokenFails,
+		v.warnings, v.lateness, v.commitDur, v.lookback, v.lastSuccess, v.backlog, v.dedupIDs}
+}
+
+var plain, byTenant = newVecs(labels), newVecs(tenantLabels)
+
+func init() {
+	Registry.MustRegister(plain.all()...)
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	TenantRegistry.MustRegister(byTenant.all()...)
+}
+
+// Set records the metrics of one input, or of one tenant of an input.
 type Set struct {
-	instance, source string
+	v                *vecs
+	base             []string // the label values: input, source (, tenant)
 	events, dups     prometheus.Counter
 	lateArrivals     prometheus.Counter
 	throttled        prometheus.Counter
@@ -83,16 +109,28 @@ type Set struct {
 }
 
 // For returns the metrics of one input.
-func For(instance, source string) *Set {
-	l := prometheus.Labels{"input": instance, "source": source}
+func For(instance, source string) *Set { return newSet(plain, instance, source) }
+
+// ForTenant returns the metrics of one tenant of a multi-tenant input,
+// labelled with the tenant (metrics_tenant_label on).
+func ForTenant(instance, source, tenant string) *Set {
+	return newSet(byTenant, instance, source, tenant)
+}
+
+func newSet(v *vecs, base ...string) *Set {
 	return &Set{
-		instance: instance, source: source,
-		events: events.With(l), dups: duplicates.With(l), lateArrivals: lateArrivals.With(l),
-		throttled: throttled.With(l), retryAfter: retryAfter.With(l),
-		tokens: tokenFetches.With(l), tokenErr: tokenFails.With(l),
-		lateness: lateness.With(l), commit: commitDur.With(l),
-		lookback: lookback.With(l), lastSuccess: lastSuccess.With(l), backlog: backlog.With(l), ids: dedupIDs.With(l),
+		v: v, base: base,
+		events: v.events.WithLabelValues(base...), dups: v.duplicates.WithLabelValues(base...), lateArrivals: v.lateArrivals.WithLabelValues(base...),
+		throttled: v.throttled.WithLabelValues(base...), retryAfter: v.retryAfter.WithLabelValues(base...),
+		tokens: v.tokenFetches.WithLabelValues(base...), tokenErr: v.tokenFails.WithLabelValues(base...),
+		lateness: v.lateness.WithLabelValues(base...), commit: v.commitDur.WithLabelValues(base...),
+		lookback: v.lookback.WithLabelValues(base...), lastSuccess: v.lastSuccess.WithLabelValues(base...),
+		backlog: v.backlog.WithLabelValues(base...), ids: v.dedupIDs.WithLabelValues(base...),
 	}
+}
+
+func (s *Set) with(extra ...string) []string {
+	return append(append(make([]string, 0, len(s.base)+len(extra)), s.base...), extra...)
 }
 
 // Request counts one request to endpoint answered with code (0: no answer).
@@ -101,7 +139,7 @@ func (s *Set) Request(endpoint string, code int) {
 	if code > 0 {
 		c = strconv.Itoa(code)
 	}
-	requests.WithLabelValues(s.instance, s.source, endpoint, c).Inc()
+	s.v.requests.WithLabelValues(s.with(endpoint, c)...).Inc()
 }
 
 // Throttled counts a 429 and the wait it caused.
@@ -133,7 +171,7 @@ func (s *Set) Tokens(ok, failed int) {
 
 // Warning counts a health record.
 func (s *Set) Warning(code, status string) {
-	warnings.WithLabelValues(s.instance, s.source, code, status).Inc()
+	s.v.warnings.WithLabelValues(s.with(code, status)...).Inc()
 }
 
 // State sets the gauges.
@@ -146,13 +184,21 @@ func (s *Set) State(lookback, backlog time.Duration, lastSuccess time.Time, ids 
 	s.ids.Set(float64(ids))
 }
 
-// Delete removes the input's series (when it stops).
+// Delete removes the series of the input (of the tenant, for a Set of
+// ForTenant) when it stops.
 func (s *Set) Delete() {
-	l := prometheus.Labels{"input": s.instance, "source": s.source}
-	for _, v := range []interface {
-		DeletePartialMatch(prometheus.Labels) int
-	}{requests, throttled, retryAfter, events, duplicates, lateArrivals, tokenFetches, tokenFails, warnings, lateness, commitDur, lookback, lastSuccess, backlog, dedupIDs} {
-		v.DeletePartialMatch(l)
+	l := prometheus.Labels{}
+	names := labels
+	if len(s.base) == len(tenantLabels) {
+		names = tenantLabels
+	}
+	for i, n := range names {
+		l[n] = s.base[i]
+	}
+	for _, c := range s.v.all() {
+		c.(interface {
+			DeletePartialMatch(prometheus.Labels) int
+		}).DeletePartialMatch(l)
 	}
 }
 
@@ -180,7 +226,7 @@ func Serve(addr string) (release func(), err error) {
 			return nil, err
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(Registry, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{Registry, TenantRegistry}, promhttp.HandlerOpts{}))
 		l = &listener{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, addr: ln.Addr().String()}
 		go func() {
 			if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
