@@ -54,7 +54,15 @@ type Logger struct {
 	level  Level
 	secret []string // scrubbed, longest first
 	short  []string // too short to scrub, already warned of
+	// parent, for a logger of With: lines, secrets and scrubbing are the
+	// parent's, each line tagged.
+	parent *Logger
+	tag    string
 }
+
+// With returns a logger that writes through l, each message starting with
+// tag (a tenant of a multi-tenant input); its secrets are l's.
+func (l *Logger) With(tag string) *Logger { return &Logger{parent: l, tag: tag} }
 
 // New returns a logger that prefixes lines with [input:msgraph:<name>].
 func New(name string, level Level) *Logger {
@@ -81,6 +89,9 @@ const Redacted = "(redacted)"
 // whether lines are scrubbed of it (it has at least MinSecretLen
 // characters). Adding one again changes nothing.
 func (l *Logger) Redact(s string) bool {
+	if l.parent != nil {
+		return l.parent.Redact(s)
+	}
 	if utf8.RuneCountInString(s) < MinSecretLen {
 		return false
 	}
@@ -98,6 +109,10 @@ func (l *Logger) Redact(s string) bool {
 // Secret is Redact for the value of the configuration key key, with a
 // warning the first time a value too short to be scrubbed is given.
 func (l *Logger) Secret(key, s string) {
+	if l.parent != nil {
+		l.parent.Secret(key, s)
+		return
+	}
 	if s == "" || l.Redact(s) {
 		return
 	}
@@ -121,6 +136,9 @@ func (l *Logger) Secret(key, s string) {
 // where the text around continues a word, a name or a number, so that a
 // secret that is also part of, say, a tenant's domain leaves it as it is.
 func (l *Logger) Scrub(s string) string {
+	if l.parent != nil {
+		return l.parent.Scrub(s)
+	}
 	l.mu.Lock()
 	secrets := l.secret
 	l.mu.Unlock()
@@ -208,6 +226,10 @@ func joiner(r rune) bool { return r == '-' || r == '.' || r == '_' || r == '~' }
 
 func (l *Logger) log(lv Level, format string, args ...any) {
 	if l == nil {
+		return
+	}
+	if l.parent != nil {
+		l.parent.log(lv, "%s %s", l.tag, fmt.Sprintf(format, args...))
 		return
 	}
 	l.mu.Lock()

@@ -172,3 +172,16 @@ func (p Profile) BudgetKey(authority, tenant, client string) string {
 	}
 	return k
 }
+
+// AppBudgeted reports whether the source also counts against Graph's
+// limit per application across every tenant (app_budget): the identity and
+// access reports do.
+func (p Profile) AppBudgeted() bool { return p.Budget.Family == reports.Family }
+
+// AppBudgetKey names the budget of one application across tenants.
+func AppBudgetKey(authority, client string) string {
+	return "app|" + reports.Family + "|" + authority + "|" + strings.ToLower(client)
+}
+
+// AppWindow is the window of app_budget.
+const AppWindow = 10 * time.Second
