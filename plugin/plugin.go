@@ -110,8 +110,8 @@ func sink(api, ins unsafe.Pointer) logging.Sink {
 // proxy would, and learns whether Fluent Bit accepted it (the proxy
 // ignores that): a refused batch is not committed and is offered again.
 // It then reports size 0, so the proxy appends nothing and calls no
-// cleanup. Otherwise the batch goes back in C memory; the proxy appends it
-// and its cleanup callback commits it.
+// cleanup. Otherwise the batch goes back in the instance's C buffer (see
+// cBuffers); the proxy appends it and its cleanup callback commits it.
 func collect(handle host.Handle, data *unsafe.Pointer, size *C.size_t) int {
 	*data = nil
 	*size = 0
@@ -125,7 +125,7 @@ func collect(handle host.Handle, data *unsafe.Pointer, size *C.size_t) int {
 		plugins.Handed(handle, ret == 0)
 		return input.FLB_OK
 	}
-	*data = C.CBytes(batch)
+	*data = buffers.fill(handle, batch)
 	*size = C.size_t(len(batch))
 	return input.FLB_OK
 }
@@ -142,14 +142,14 @@ func FLBPluginInputCallback(data *unsafe.Pointer, size *C.size_t) int {
 
 //export FLBPluginInputCleanupCallbackCtx
 func FLBPluginInputCleanupCallbackCtx(ctx, data unsafe.Pointer) int {
-	C.free(data)
+	buffers.done(host.Handle(uintptr(ctx)), data)
 	plugins.Handed(host.Handle(uintptr(ctx)), true)
 	return input.FLB_OK
 }
 
 //export FLBPluginInputCleanupCallback
 func FLBPluginInputCleanupCallback(data unsafe.Pointer) int {
-	C.free(data)
+	buffers.done(0, data)
 	plugins.Handed(0, true)
 	return input.FLB_OK
 }
@@ -162,9 +162,11 @@ func FLBPluginInputResume() { plugins.Resume(thread()) }
 
 //export FLBPluginExit
 func FLBPluginExit() int {
-	if _, err := plugins.Exit(thread()); err != nil {
+	handle, err := plugins.Exit(thread())
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "[error] [input:msgraph] %v\n", err)
 	}
+	buffers.drop(handle, plugins.Len() == 0)
 	return input.FLB_OK
 }
 

@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -86,10 +85,13 @@ func NewTransport(extraCAs ...*x509.Certificate) *http.Transport {
 	return t
 }
 
-// Response is a successful page.
+// Response is a successful page. Its Body is in a buffer borrowed from a
+// pool shared by every Client: Release gives it back once the body has
+// been decoded.
 type Response struct {
 	Body      []byte
 	RequestID string
+	buf       *[]byte // the borrowed buffer; nil once released
 }
 
 // SameOrigin reports whether link points at the Graph host (scheme, host
@@ -158,22 +160,26 @@ func (c *Client) get(ctx context.Context, link string) (*Response, error) {
 		return nil, &TransportError{Err: Scrub(err, tok)}
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, MaxBody+1))
+	page, err := ReadBody(res.Body, res.ContentLength)
 	reqID := res.Header.Get("request-id")
 	if err != nil {
 		return nil, &TransportError{Err: fmt.Errorf("reading the response body: %w", Scrub(err, tok)), RequestID: reqID}
 	}
-	if len(body) > MaxBody {
+	if len(page.Body) > MaxBody {
+		page.Release()
 		return nil, &APIError{Status: res.StatusCode, Code: "ResponseTooLarge", Message: fmt.Sprintf("the response is larger than %d MiB", MaxBody>>20), RequestID: reqID}
 	}
 	if res.StatusCode != http.StatusOK {
-		return nil, c.apiError(res, body, reqID)
+		defer page.Release() // the error holds copies only
+		return nil, c.apiError(res, page.Body, reqID)
 	}
 	ct, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
 	if ct != "application/json" {
+		page.Release()
 		return nil, &APIError{Status: res.StatusCode, Code: "UnexpectedContentType", Message: fmt.Sprintf("the response is %q, not JSON", ct), RequestID: reqID, Retryable: true}
 	}
-	return &Response{Body: body, RequestID: reqID}, nil
+	page.RequestID = reqID
+	return page, nil
 }
 
 // unwrapAuth finds the *auth.Error inside oauth2's wrapping.

@@ -32,7 +32,7 @@ func newClock() *graphsim.Clock {
 
 // transport returns a private transport whose idle connections are closed
 // before the servers of the test, so no connection outlives its test.
-func transport(t *testing.T) *http.Transport {
+func transport(t testing.TB) *http.Transport {
 	tr := graph.NewTransport()
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
@@ -100,7 +100,7 @@ type fake struct {
 
 const fakeTenant = "contoso.onmicrosoft.com"
 
-func startFake(t *testing.T, graphHandler http.HandlerFunc) *fake {
+func startFake(t testing.TB, graphHandler http.HandlerFunc) *fake {
 	t.Helper()
 	f := &fake{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -131,7 +131,7 @@ func (f *fake) counts() (tokens, graph int) {
 }
 
 // client returns a client whose Graph host and authority are the fake.
-func (f *fake) client(t *testing.T) (*graph.Client, *auth.Source) {
+func (f *fake) client(t testing.TB) (*graph.Client, *auth.Source) {
 	t.Helper()
 	tr := transport(t)
 	tokens := auth.New(auth.Credentials{

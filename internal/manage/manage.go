@@ -133,7 +133,10 @@ func (c *Client) List(ctx context.Context, link string) (*Listing, error) {
 		Created string `json:"contentCreated"`
 		Expires string `json:"contentExpiration"`
 	}
-	if err := jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal(res.body, &raw); err != nil {
+	// The items' strings are copies: the body's buffer goes back at once.
+	err = jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal(res.body.Body, &raw)
+	res.body.Release()
+	if err != nil {
 		return nil, &graph.TransportError{Service: Service, RequestID: res.requestID,
 			Err: fmt.Errorf("the content listing could not be read (%v)", shorten(err.Error()))}
 	}
@@ -170,7 +173,8 @@ func (c *Client) List(ctx context.Context, link string) (*Listing, error) {
 }
 
 // Blob fetches one content blob, a JSON array of audit records. The URI
-// must be on the configured host: the token is never sent elsewhere.
+// must be on the configured host: the token is never sent elsewhere. The
+// caller releases the Response once it has decoded the body.
 func (c *Client) Blob(ctx context.Context, uri string) (*graph.Response, error) {
 	if !c.SameOrigin(uri) {
 		return nil, &graph.OriginError{Link: uri, Host: c.host.String(), What: Service + "'s contentUri", Key: "management_host"}
@@ -186,7 +190,8 @@ func (c *Client) Blob(ctx context.Context, uri string) (*graph.Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &graph.Response{Body: res.body, RequestID: res.requestID}, nil
+	res.body.RequestID = res.requestID
+	return res.body, nil
 }
 
 // Subscription is one content type's subscription.
@@ -202,7 +207,9 @@ func (c *Client) Subscriptions(ctx context.Context) ([]Subscription, error) {
 		return nil, err
 	}
 	var subs []Subscription
-	if err := jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal(res.body, &subs); err != nil {
+	err = jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal(res.body.Body, &subs)
+	res.body.Release()
+	if err != nil {
 		return nil, &graph.TransportError{Service: Service, RequestID: res.requestID,
 			Err: fmt.Errorf("the subscription list could not be read (%v)", shorten(err.Error()))}
 	}
@@ -225,7 +232,10 @@ func (c *Client) Start(ctx context.Context, contentType string) error {
 	q := url.Values{}
 	q.Set("contentType", contentType)
 	q.Set("PublisherIdentifier", c.publisher)
-	_, err := c.do(ctx, http.MethodPost, c.feed()+"/subscriptions/start?"+q.Encode())
+	res, err := c.do(ctx, http.MethodPost, c.feed()+"/subscriptions/start?"+q.Encode())
+	if err == nil {
+		res.body.Release()
+	}
 	var ae *graph.APIError
 	if errors.As(err, &ae) && ae.Code == "AF20024" {
 		return nil
@@ -240,7 +250,7 @@ func (c *Client) StartURL(contentType string) string {
 }
 
 type response struct {
-	body      []byte
+	body      *graph.Response // borrowed from graph's pool: released by the caller
 	header    http.Header
 	requestID string
 }
@@ -288,25 +298,28 @@ func (c *Client) once(ctx context.Context, method, link string) (*response, erro
 		return nil, &graph.TransportError{Service: Service, Err: graph.Scrub(err, tok)}
 	}
 	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, MaxBody+1))
+	page, err := graph.ReadBody(res.Body, res.ContentLength)
 	reqID := requestID(res.Header)
 	if err != nil {
 		return nil, &graph.TransportError{Service: Service, Err: fmt.Errorf("reading the response body: %w", graph.Scrub(err, tok)), RequestID: reqID}
 	}
-	if len(b) > MaxBody {
+	if len(page.Body) > MaxBody {
+		page.Release()
 		return nil, &graph.APIError{Service: Service, Status: res.StatusCode, Code: "ResponseTooLarge", Message: fmt.Sprintf("the response is larger than %d MiB", MaxBody>>20), RequestID: reqID,
 			Hint: "a content blob this large cannot be delivered; it is retried until it expires"}
 	}
 	if res.StatusCode/100 != 2 {
-		return nil, c.apiError(res, b, reqID)
+		defer page.Release() // the error holds copies only
+		return nil, c.apiError(res, page.Body, reqID)
 	}
 	if method == http.MethodGet {
 		ct, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
 		if ct != "application/json" {
+			page.Release()
 			return nil, &graph.APIError{Service: Service, Status: res.StatusCode, Code: "UnexpectedContentType", Message: fmt.Sprintf("the response is %q, not JSON", ct), RequestID: reqID, Retryable: true}
 		}
 	}
-	return &response{body: b, header: res.Header, requestID: reqID}, nil
+	return &response{body: page, header: res.Header, requestID: reqID}, nil
 }
 
 // requestID is the id Microsoft logs the request under.
