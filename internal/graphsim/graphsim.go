@@ -119,6 +119,17 @@ type Options struct {
 	// ManagePermission403 withholds ActivityFeed.Read: every Management
 	// Activity API request answers 403 AF10001.
 	ManagePermission403 bool
+	// Tenants are more tenants the application ClientID is consented in
+	// (a multi-tenant app): each gets its own tokens from its own
+	// /{tenant}/oauth2/v2.0/token, serves only its own events (Event.Tenant)
+	// and has its own per-tenant limits. See AddTenant.
+	Tenants []Tenant
+	// AppLimit is Graph's limit per application across tenants on the
+	// identity and access reports (signIns, directoryAudits,
+	// provisioning), per 10 s (scaled by ThrottleWindowScale), enforced
+	// with Throttle: 0 means 122, a negative value none.
+	AppLimit int
+
 	// ManageURL is the base URL ManageHandler is served at when the
 	// server is not started by Start, which sets its own: the token
 	// endpoint issues Management Activity API tokens for its scope.
@@ -168,6 +179,9 @@ type Event struct {
 	// field must match ID and Created. Nil serves Body, the smallest
 	// object of the source, which keeps tests of millions of events light.
 	JSON []byte
+	// Tenant is the tenant the event belongs to (an id or domain of
+	// Options.Tenants); "" is the default tenant.
+	Tenant string
 
 	seq uint64 // order of Add, for snapshots
 }
@@ -189,6 +203,13 @@ type Stats struct {
 	Unauthorized  int // 401s
 	MaxConcurrent int // most requests in flight at once
 	ExpiredLinks  int // nextLinks refused as expired (LinkIdle, RateExpiredLink)
+	// ThrottledApp counts the 429s of the per-application limit across
+	// tenants (AppLimit); Throttled counts them too.
+	ThrottledApp int
+	// ByTenant counts the Graph list requests admitted (past the limits)
+	// per tenant id (the token's),
+	// TokensByTenant the access tokens issued per tenant id.
+	ByTenant, TokensByTenant map[string]int
 	// ByPath counts the requests to each Graph list path, such as
 	// "/v1.0/auditLogs/signIns".
 	ByPath map[string]int
@@ -237,6 +258,9 @@ type Server struct {
 	url       string
 	ts        *httptest.Server
 
+	tenantMu  sync.RWMutex
+	tenantIDs map[string]string // lower-cased id or domain -> id, of Options.Tenants
+
 	manageHandler http.Handler
 	manage        manageState
 	manageURL     string
@@ -284,9 +308,13 @@ func New(opts Options) *Server {
 		hits:      make(map[string][]time.Time),
 		events:    make(map[string][]Event),
 		snaps:     make(map[string]*snapshot),
-		stats:     Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int), ByPath: make(map[string]int), ByManageOp: make(map[string]int)},
+		stats: Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int), ByPath: make(map[string]int), ByManageOp: make(map[string]int),
+			ByTenant: make(map[string]int), TokensByTenant: make(map[string]int)},
 		manage:    newManageState(opts.ManageFaults),
 		manageURL: strings.TrimSuffix(opts.ManageURL, "/"),
+	}
+	for _, t := range opts.Tenants {
+		s.AddTenant(t)
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	s.manageHandler = http.HandlerFunc(s.serveManageHTTP)
@@ -384,7 +412,7 @@ func (s *Server) SetClientCertificates(certs ...*x509.Certificate) {
 func (s *Server) Add(events ...Event) {
 	bySource := make(map[string][]Event)
 	for _, e := range events {
-		name := canonical(e.Source)
+		name := s.eventsKey(s.canonicalTenant(e.Tenant), canonical(e.Source))
 		bySource[name] = append(bySource[name], e)
 	}
 	s.mu.Lock()
@@ -397,6 +425,23 @@ func (s *Server) Add(events ...Event) {
 		slices.SortFunc(batch, compareEvents)
 		s.events[name] = mergeEvents(s.events[name], batch)
 	}
+}
+
+// eventsKey is where the events of source name of tenant (canonical) are
+// kept: the default tenant's under the source's name.
+func (s *Server) eventsKey(tenant, name string) string {
+	if tenant == s.opts.TenantID || tenant == "" {
+		return name
+	}
+	return tenant + "|" + name
+}
+
+// sourceOf is the source of an events key.
+func sourceOf(key string) string {
+	if _, name, ok := strings.Cut(key, "|"); ok {
+		return name
+	}
+	return key
 }
 
 // mergeEvents merges two ascending lists. Merging keeps Add linear in the
@@ -481,6 +526,8 @@ func (s *Server) Stats() Stats {
 	st.ByCredential = maps.Clone(s.stats.ByCredential)
 	st.ByPath = maps.Clone(s.stats.ByPath)
 	st.ByManageOp = maps.Clone(s.stats.ByManageOp)
+	st.ByTenant = maps.Clone(s.stats.ByTenant)
+	st.TokensByTenant = maps.Clone(s.stats.TokensByTenant)
 	return st
 }
 

@@ -45,10 +45,11 @@ type reply struct {
 // and the position after each page served, so that a query over days costs
 // a page, not the whole range; any other query keeps its items.
 type snapshot struct {
-	path  string
-	items [][]byte
-	lazy  *lazyQuery
-	used  time.Time // last served, for Options.LinkIdle
+	path   string
+	tenant string // the tenant of the query: another's token cannot page it
+	items  [][]byte
+	lazy   *lazyQuery
+	used   time.Time // last served, for Options.LinkIdle
 }
 
 type lazyQuery struct {
@@ -147,7 +148,11 @@ func (s *Server) decide(r *http.Request, ep endpoint) (*page, *reply) {
 		if th.perApp {
 			key += "/" + g.client
 		}
-		if wait, ok := s.admit(key, th.limit, s.opts.throttleWindow(th.window), now); !ok {
+		appKey, appLimit := "", 0
+		if th == reportsThrottle && s.opts.AppLimit >= 0 {
+			appKey, appLimit = "app/"+th.name+"/"+g.client, cmp.Or(s.opts.AppLimit, DefaultAppLimit)
+		}
+		if wait, ok := s.admit2(key, th.limit, appKey, appLimit, s.opts.throttleWindow(th.window), now); !ok {
 			s.stats.Throttled++
 			rep := &reply{status: http.StatusTooManyRequests, throttled: true}
 			if th.retryAfter {
@@ -179,7 +184,8 @@ func (s *Server) decide(r *http.Request, ep endpoint) (*page, *reply) {
 		truncate = true
 	}
 
-	p, err := s.query(r, ep, now)
+	s.stats.ByTenant[g.tenant]++
+	p, err := s.query(r, ep, now, g.tenant)
 	if err != nil {
 		return nil, &reply{status: http.StatusBadRequest, code: "BadRequest", msg: err.Error()}
 	}
@@ -228,6 +234,29 @@ func (s *Server) admit(key string, limit int, window time.Duration, now time.Tim
 	return 0, true
 }
 
+// DefaultAppLimit is Graph's limit per application across every tenant on
+// the identity and access reports: 122 requests per 10 seconds.
+const DefaultAppLimit = 122
+
+// admit2 is admit for two limits at once (the tenant's and, when appKey
+// is set, the application's): a request counts in both or in neither.
+func (s *Server) admit2(key string, limit int, appKey string, appLimit int, window time.Duration, now time.Time) (time.Duration, bool) {
+	if appKey == "" {
+		return s.admit(key, limit, window, now)
+	}
+	if wait, ok := s.admit(appKey, appLimit, window, now); !ok {
+		s.stats.ThrottledApp++
+		return wait, false
+	}
+	wait, ok := s.admit(key, limit, window, now)
+	if !ok {
+		// Not admitted after all: the application's hit is taken back.
+		hits := s.hits[appKey]
+		s.hits[appKey] = hits[:len(hits)-1]
+	}
+	return wait, ok
+}
+
 func formatSeconds(d time.Duration) string {
 	return strconv.FormatFloat(max(d.Seconds(), 0.001), 'f', 3, 64)
 }
@@ -235,7 +264,7 @@ func formatSeconds(d time.Duration) string {
 // query resolves the result page. On a paged endpoint the first page
 // creates a snapshot so that every later link (and every retry of one)
 // sees the same list; the others answer the $top newest objects and stop.
-func (s *Server) query(r *http.Request, ep endpoint, now time.Time) (*page, error) {
+func (s *Server) query(r *http.Request, ep endpoint, now time.Time, tenant string) (*page, error) {
 	q := r.URL.Query()
 	for k := range q {
 		allowed := k == "$filter" || k == "$top" ||
@@ -265,7 +294,7 @@ func (s *Server) query(r *http.Request, ep endpoint, now time.Time) (*page, erro
 		if id, offset, err = parseSkipToken(tok); err == nil {
 			snap = s.snaps[id]
 			switch {
-			case snap == nil || snap.path != r.URL.Path:
+			case snap == nil || snap.path != r.URL.Path || snap.tenant != tenant:
 				err = errors.New("unknown")
 			case s.opts.LinkIdle > 0 && now.Sub(snap.used) > s.opts.LinkIdle, s.rng.Float64() < s.faults.RateExpiredLink:
 				// Graph expires paging tokens, especially after a pause
@@ -309,22 +338,26 @@ func (s *Server) query(r *http.Request, ep endpoint, now time.Time) (*page, erro
 		if f.types != nil {
 			names = sourcesForEventTypes(f.types)
 		}
+		keys := make([]string, len(names))
+		for i, n := range names {
+			keys[i] = s.eventsKey(tenant, n)
+		}
 		if ep.paged && len(names) == 1 && !sourceTable[names[0]].versioned {
-			lq := &lazyQuery{source: names[0], b: f.b, at: now, seq: s.seq, asc: asc, after: map[int]Event{}}
+			lq := &lazyQuery{source: keys[0], b: f.b, at: now, seq: s.seq, asc: asc, after: map[int]Event{}}
 			id = fmt.Sprintf("%016x%016x", s.rng.Uint64(), s.rng.Uint64())
 			p := s.lazyPage(r, q, id, lq, 0, nil, top)
 			if p.next != "" {
-				s.keepSnapshot(id, &snapshot{path: r.URL.Path, lazy: lq, used: now})
+				s.keepSnapshot(id, &snapshot{path: r.URL.Path, tenant: tenant, lazy: lq, used: now})
 			}
 			return p, nil
 		}
-		list = s.match(names, f.b, now, asc)
+		list = s.match(keys, f.b, now, asc)
 		if !ep.paged {
 			list = list[:min(top, len(list))]
 		}
 		if len(list) > top {
 			id = fmt.Sprintf("%016x%016x", s.rng.Uint64(), s.rng.Uint64())
-			s.keepSnapshot(id, &snapshot{path: r.URL.Path, items: list, used: now})
+			s.keepSnapshot(id, &snapshot{path: r.URL.Path, tenant: tenant, items: list, used: now})
 		}
 	}
 
@@ -424,7 +457,7 @@ func (s *Server) match(names []string, b bounds, now time.Time, asc bool) [][]by
 		// The stored events are ascending, so the bounds are two binary
 		// searches away.
 		lo, hi := span(evs, b)
-		if sourceTable[name].versioned {
+		if sourceTable[sourceOf(name)].versioned {
 			hits = appendCurrent(hits, evs[lo:], b, now)
 			continue
 		}

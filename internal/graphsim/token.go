@@ -103,19 +103,41 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 		}
 		return
 	}
-	s.issue(w, cred, api, resource)
+	s.issue(w, cred, api, resource, s.canonicalTenant(tenant))
 }
 
-func (s *Server) knownTenant(t string) bool {
-	if strings.EqualFold(t, s.opts.TenantID) {
-		return true
+func (s *Server) knownTenant(t string) bool { return s.canonicalTenant(t) != "" }
+
+// canonicalTenant is the id of the tenant t names (its id or a domain, in
+// any case), or "" for none; "" names the default tenant.
+func (s *Server) canonicalTenant(t string) string {
+	if t == "" || strings.EqualFold(t, s.opts.TenantID) || slices.ContainsFunc(s.opts.TenantAliases, func(a string) bool { return strings.EqualFold(a, t) }) {
+		return s.opts.TenantID
 	}
-	for _, a := range s.opts.TenantAliases {
-		if strings.EqualFold(t, a) {
-			return true
-		}
+	s.tenantMu.RLock()
+	defer s.tenantMu.RUnlock()
+	return s.tenantIDs[strings.ToLower(t)]
+}
+
+// Tenant is one more tenant the application is consented in: its id (a
+// GUID) and domains. Its tokens, events, limits and paging are its own.
+type Tenant struct {
+	ID      string
+	Aliases []string
+}
+
+// AddTenant makes tenant t known, as an admin's consent does; it is safe
+// while the server runs.
+func (s *Server) AddTenant(t Tenant) {
+	s.tenantMu.Lock()
+	defer s.tenantMu.Unlock()
+	if s.tenantIDs == nil {
+		s.tenantIDs = map[string]string{}
 	}
-	return false
+	s.tenantIDs[strings.ToLower(t.ID)] = t.ID
+	for _, a := range t.Aliases {
+		s.tenantIDs[strings.ToLower(a)] = t.ID
+	}
 }
 
 // Credentials a token can be issued for, as counted in Stats.ByCredential.
@@ -174,8 +196,8 @@ func (s *Server) isGraphHost(r *http.Request, u string) bool {
 	return u == baseURL(r) || u == "https://"+r.Host
 }
 
-func (s *Server) issue(w http.ResponseWriter, cred, api, resource string) {
-	tok, _ := s.grantFor(s.opts.ClientID, cred, api, resource)
+func (s *Server) issue(w http.ResponseWriter, cred, api, resource, tenant string) {
+	tok, _ := s.grantIn(tenant, s.opts.ClientID, cred, api, resource)
 	secs := int(s.opts.TokenLifetime / time.Second)
 	s.mu.Lock()
 	s.stats.Tokens++
@@ -200,6 +222,11 @@ func (s *Server) grant(client, cred string) (string, time.Time) {
 // grantFor mints an access token for client that api accepts until it
 // expires, and returns it with its expiry.
 func (s *Server) grantFor(client, cred, api, resource string) (string, time.Time) {
+	return s.grantIn(s.opts.TenantID, client, cred, api, resource)
+}
+
+// grantIn is grantFor in tenant (canonical).
+func (s *Server) grantIn(tenant, client, cred, api, resource string) (string, time.Time) {
 	tok := "gsim." + rand.Text() + rand.Text()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -212,8 +239,9 @@ func (s *Server) grantFor(client, cred, api, resource string) (string, time.Time
 		}
 	}
 	exp := now.Add(s.opts.TokenLifetime)
-	s.tokens[tok] = grant{tenant: s.opts.TenantID, client: client, expires: exp, api: api, resource: resource}
+	s.tokens[tok] = grant{tenant: tenant, client: client, expires: exp, api: api, resource: resource}
 	s.stats.ByCredential[cred]++
+	s.stats.TokensByTenant[tenant]++
 	return tok, exp
 }
 
