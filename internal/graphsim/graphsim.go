@@ -56,10 +56,12 @@ type Options struct {
 	Now func() time.Time
 	// Seed makes fault injection and generated identifiers deterministic.
 	Seed int64
-	// TenantID is the tenant of the token endpoint path
-	// /{tenant}/oauth2/v2.0/token.
+	// TenantID is the default tenant: the tenant of the token endpoint path
+	// /{tenant}/oauth2/v2.0/token, of the events and blobs added without a
+	// Tenant, and of IMDS tokens. See Tenants for more.
 	TenantID string
-	// TenantAliases are domain names also accepted as {tenant}.
+	// TenantAliases are domain names also accepted as {tenant}, and as
+	// Event.Tenant and Blob.Tenant, for TenantID.
 	TenantAliases []string
 	ClientID      string
 	ClientSecret  string
@@ -119,15 +121,23 @@ type Options struct {
 	// ManagePermission403 withholds ActivityFeed.Read: every Management
 	// Activity API request answers 403 AF10001.
 	ManagePermission403 bool
-	// Tenants are more tenants the application ClientID is consented in
-	// (a multi-tenant app): each gets its own tokens from its own
-	// /{tenant}/oauth2/v2.0/token, serves only its own events (Event.Tenant)
-	// and has its own per-tenant limits. See AddTenant.
+	// Tenants are the other tenants the application ClientID is consented
+	// in, a multi-tenant application's (see Tenant); TenantID stays the
+	// default tenant. Graph URLs name no tenant: a Graph request is served
+	// the events (Event.Tenant) of its token's tenant, and its nextLinks
+	// page only with a token of that tenant. A Management Activity API
+	// address names its tenant, and a token of another tenant is refused
+	// there with 401 AF20010. More can be added while the server runs with
+	// AddTenant.
 	Tenants []Tenant
-	// AppLimit is Graph's limit per application across tenants on the
-	// identity and access reports (signIns, directoryAudits,
-	// provisioning), per 10 s (scaled by ThrottleWindowScale), enforced
-	// with Throttle: 0 means 122, a negative value none.
+	// AppLimit is, with Throttle, Graph's limit per application across all
+	// tenants on the identity and access reports (signIns, directoryAudits
+	// and provisioning together), on top of the 5 requests per 10 s per
+	// (tenant, client): this many requests per 10 s (scaled by
+	// ThrottleWindowScale) per client ID, whichever tenant its tokens are
+	// for. Zero is Graph's documented 122 (DefaultAppLimit); a negative
+	// value turns the limit off. Its 429 carries a Retry-After as the
+	// tenant's does, and counts in Stats.ThrottledApp.
 	AppLimit int
 
 	// ManageURL is the base URL ManageHandler is served at when the
@@ -179,8 +189,10 @@ type Event struct {
 	// field must match ID and Created. Nil serves Body, the smallest
 	// object of the source, which keeps tests of millions of events light.
 	JSON []byte
-	// Tenant is the tenant the event belongs to (an id or domain of
-	// Options.Tenants); "" is the default tenant.
+	// Tenant is the tenant the event belongs to: the ID or an alias (any
+	// case) of Options.TenantID or of a Tenant; "" is the default tenant.
+	// Only a token of that tenant is served the event. An event of a tenant
+	// not known yet is kept, and served once a tenant of that ID is added.
 	Tenant string
 
 	seq uint64 // order of Add, for snapshots
@@ -204,12 +216,27 @@ type Stats struct {
 	MaxConcurrent int // most requests in flight at once
 	ExpiredLinks  int // nextLinks refused as expired (LinkIdle, RateExpiredLink)
 	// ThrottledApp counts the 429s of the per-application limit across
-	// tenants (AppLimit); Throttled counts them too.
+	// tenants (Options.AppLimit); Throttled counts them too.
 	ThrottledApp int
-	// ByTenant counts the Graph list requests admitted (past the limits)
-	// per tenant id (the token's),
-	// TokensByTenant the access tokens issued per tenant id.
-	ByTenant, TokensByTenant map[string]int
+	// ThrottledBy counts the 429s of the rate limit by the limit that
+	// refused: "reports" (5 per 10 s per tenant and client on signIns,
+	// directoryAudits and provisioning), "reportsApp" (the same lists'
+	// limit per client across tenants, as ThrottledApp), "identityProtection"
+	// (1 per second per tenant) and "security" (150 per minute per tenant
+	// and client). Throttled is their sum.
+	ThrottledBy map[string]int
+	// WrongTenant counts the requests refused because the token's tenant is
+	// not the one the request is for: a Management Activity API address of
+	// another tenant (401 AF20010), or a Graph nextLink of another tenant's
+	// query (400 "Invalid skip token.").
+	WrongTenant int
+	// ByTenant counts the Graph list requests whose token was accepted, by
+	// the token's tenant ID (Options.TenantID or a Tenant.ID as written
+	// there), throttled and faulted ones included.
+	ByTenant map[string]int
+	// TokensByTenant counts the access tokens issued per tenant ID (those
+	// of IMDS are the default tenant's).
+	TokensByTenant map[string]int
 	// ByPath counts the requests to each Graph list path, such as
 	// "/v1.0/auditLogs/signIns".
 	ByPath map[string]int
@@ -246,7 +273,7 @@ type Server struct {
 	certs     []*x509.Certificate // registered client certificates
 	federated []string            // accepted federated tokens
 	rng       *rand.Rand
-	events    map[string][]Event // per canonical source, ascending by compareEvents
+	events    map[string][]Event // per eventsKey (tenant and canonical source), ascending by compareEvents
 	tokens    map[string]grant
 	hits      map[string][]time.Time // admitted request times per throttle budget
 	snaps     map[string]*snapshot
@@ -258,8 +285,10 @@ type Server struct {
 	url       string
 	ts        *httptest.Server
 
+	// tenantMu guards tenantIDs, which maps the lower-case ID and aliases
+	// of every known tenant to its ID. It is never held while taking mu.
 	tenantMu  sync.RWMutex
-	tenantIDs map[string]string // lower-cased id or domain -> id, of Options.Tenants
+	tenantIDs map[string]string
 
 	manageHandler http.Handler
 	manage        manageState
@@ -309,9 +338,14 @@ func New(opts Options) *Server {
 		events:    make(map[string][]Event),
 		snaps:     make(map[string]*snapshot),
 		stats: Stats{ByStatus: make(map[int]int), ByCredential: make(map[string]int), ByPath: make(map[string]int), ByManageOp: make(map[string]int),
-			ByTenant: make(map[string]int), TokensByTenant: make(map[string]int)},
+			ThrottledBy: make(map[string]int), ByTenant: make(map[string]int), TokensByTenant: make(map[string]int)},
 		manage:    newManageState(opts.ManageFaults),
 		manageURL: strings.TrimSuffix(opts.ManageURL, "/"),
+		tenantIDs: make(map[string]string),
+	}
+	s.tenantIDs[strings.ToLower(opts.TenantID)] = opts.TenantID
+	for _, a := range opts.TenantAliases {
+		s.tenantIDs[strings.ToLower(a)] = opts.TenantID
 	}
 	for _, t := range opts.Tenants {
 		s.AddTenant(t)
@@ -411,8 +445,14 @@ func (s *Server) SetClientCertificates(certs ...*x509.Certificate) {
 // test can serve deliberately malformed JSON.
 func (s *Server) Add(events ...Event) {
 	bySource := make(map[string][]Event)
+	keys := make(map[string]string) // Event.Tenant -> tenantKey
 	for _, e := range events {
-		name := s.eventsKey(s.canonicalTenant(e.Tenant), canonical(e.Source))
+		key, ok := keys[e.Tenant]
+		if !ok {
+			key = s.tenantKey(e.Tenant)
+			keys[e.Tenant] = key
+		}
+		name := s.eventsKey(key, canonical(e.Source))
 		bySource[name] = append(bySource[name], e)
 	}
 	s.mu.Lock()
@@ -425,23 +465,6 @@ func (s *Server) Add(events ...Event) {
 		slices.SortFunc(batch, compareEvents)
 		s.events[name] = mergeEvents(s.events[name], batch)
 	}
-}
-
-// eventsKey is where the events of source name of tenant (canonical) are
-// kept: the default tenant's under the source's name.
-func (s *Server) eventsKey(tenant, name string) string {
-	if tenant == s.opts.TenantID || tenant == "" {
-		return name
-	}
-	return tenant + "|" + name
-}
-
-// sourceOf is the source of an events key.
-func sourceOf(key string) string {
-	if _, name, ok := strings.Cut(key, "|"); ok {
-		return name
-	}
-	return key
 }
 
 // mergeEvents merges two ascending lists. Merging keeps Add linear in the
@@ -526,6 +549,7 @@ func (s *Server) Stats() Stats {
 	st.ByCredential = maps.Clone(s.stats.ByCredential)
 	st.ByPath = maps.Clone(s.stats.ByPath)
 	st.ByManageOp = maps.Clone(s.stats.ByManageOp)
+	st.ThrottledBy = maps.Clone(s.stats.ThrottledBy)
 	st.ByTenant = maps.Clone(s.stats.ByTenant)
 	st.TokensByTenant = maps.Clone(s.stats.TokensByTenant)
 	return st

@@ -134,6 +134,7 @@ func (s *Server) decide(r *http.Request, ep endpoint) (*page, *reply) {
 	if rep != nil {
 		return nil, rep
 	}
+	s.stats.ByTenant[g.tenant]++
 	switch {
 	case s.faults.Licence403 && ep.licence:
 		return nil, &reply{status: http.StatusForbidden, code: "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
@@ -144,16 +145,12 @@ func (s *Server) decide(r *http.Request, ep endpoint) (*page, *reply) {
 	}
 	th := ep.throttle
 	if s.opts.Throttle {
-		key := th.name + "/" + g.tenant
-		if th.perApp {
-			key += "/" + g.client
-		}
-		appKey, appLimit := "", 0
-		if th == reportsThrottle && s.opts.AppLimit >= 0 {
-			appKey, appLimit = "app/"+th.name+"/"+g.client, cmp.Or(s.opts.AppLimit, DefaultAppLimit)
-		}
-		if wait, ok := s.admit2(key, th.limit, appKey, appLimit, s.opts.throttleWindow(th.window), now); !ok {
+		if cause, wait, ok := s.admitGraph(th, g, now); !ok {
 			s.stats.Throttled++
+			s.stats.ThrottledBy[cause]++
+			if cause == appThrottleName {
+				s.stats.ThrottledApp++
+			}
 			rep := &reply{status: http.StatusTooManyRequests, throttled: true}
 			if th.retryAfter {
 				rep.retryAfter = formatSeconds(wait)
@@ -184,7 +181,6 @@ func (s *Server) decide(r *http.Request, ep endpoint) (*page, *reply) {
 		truncate = true
 	}
 
-	s.stats.ByTenant[g.tenant]++
 	p, err := s.query(r, ep, now, g.tenant)
 	if err != nil {
 		return nil, &reply{status: http.StatusBadRequest, code: "BadRequest", msg: err.Error()}
@@ -234,36 +230,49 @@ func (s *Server) admit(key string, limit int, window time.Duration, now time.Tim
 	return 0, true
 }
 
-// DefaultAppLimit is Graph's limit per application across every tenant on
-// the identity and access reports: 122 requests per 10 seconds.
+// DefaultAppLimit is Graph's limit per application across all tenants on
+// the identity and access reports: 122 requests per 10 seconds (besides
+// five per 10 seconds per application per tenant).
 const DefaultAppLimit = 122
 
-// admit2 is admit for two limits at once (the tenant's and, when appKey
-// is set, the application's): a request counts in both or in neither.
-func (s *Server) admit2(key string, limit int, appKey string, appLimit int, window time.Duration, now time.Time) (time.Duration, bool) {
-	if appKey == "" {
-		return s.admit(key, limit, window, now)
+// appThrottleName names the per-application limit in Stats.ThrottledBy.
+const appThrottleName = "reportsApp"
+
+// admitGraph applies th's limit to a request of grant g, and on the
+// identity and access reports the application's limit across tenants
+// too: a request counts in both or in neither. It returns the name of the
+// limit that refused and how long until it admits again.
+func (s *Server) admitGraph(th *throttle, g grant, now time.Time) (string, time.Duration, bool) {
+	window := s.opts.throttleWindow(th.window)
+	key := th.name + "/" + strings.ToLower(g.tenant)
+	if th.perApp {
+		key += "/" + g.client
 	}
-	if wait, ok := s.admit(appKey, appLimit, window, now); !ok {
-		s.stats.ThrottledApp++
-		return wait, false
+	if wait, ok := s.admit(key, th.limit, window, now); !ok {
+		return th.name, wait, false
 	}
-	wait, ok := s.admit(key, limit, window, now)
-	if !ok {
-		// Not admitted after all: the application's hit is taken back.
-		hits := s.hits[appKey]
-		s.hits[appKey] = hits[:len(hits)-1]
+	if th != reportsThrottle || s.opts.AppLimit < 0 {
+		return "", 0, true
 	}
-	return wait, ok
+	appKey := appThrottleName + "/" + g.client
+	if wait, ok := s.admit(appKey, cmp.Or(s.opts.AppLimit, DefaultAppLimit), window, now); !ok {
+		// Not admitted after all: the tenant's hit is taken back.
+		hits := s.hits[key]
+		s.hits[key] = hits[:len(hits)-1]
+		return appThrottleName, wait, false
+	}
+	return "", 0, true
 }
 
 func formatSeconds(d time.Duration) string {
 	return strconv.FormatFloat(max(d.Seconds(), 0.001), 'f', 3, 64)
 }
 
-// query resolves the result page. On a paged endpoint the first page
-// creates a snapshot so that every later link (and every retry of one)
-// sees the same list; the others answer the $top newest objects and stop.
+// query resolves the result page of tenant (the token's, canonical) from
+// that tenant's events alone. On a paged endpoint the first page creates
+// a snapshot so that every later link (and every retry of one) sees the
+// same list, which only a token of the same tenant can page; the others
+// answer the $top newest objects and stop.
 func (s *Server) query(r *http.Request, ep endpoint, now time.Time, tenant string) (*page, error) {
 	q := r.URL.Query()
 	for k := range q {
@@ -294,7 +303,12 @@ func (s *Server) query(r *http.Request, ep endpoint, now time.Time, tenant strin
 		if id, offset, err = parseSkipToken(tok); err == nil {
 			snap = s.snaps[id]
 			switch {
-			case snap == nil || snap.path != r.URL.Path || snap.tenant != tenant:
+			case snap == nil || snap.path != r.URL.Path:
+				err = errors.New("unknown")
+			case snap.tenant != tenant:
+				// Another tenant's query: Graph knows no such token in
+				// this tenant.
+				s.stats.WrongTenant++
 				err = errors.New("unknown")
 			case s.opts.LinkIdle > 0 && now.Sub(snap.used) > s.opts.LinkIdle, s.rng.Float64() < s.faults.RateExpiredLink:
 				// Graph expires paging tokens, especially after a pause
@@ -340,7 +354,7 @@ func (s *Server) query(r *http.Request, ep endpoint, now time.Time, tenant strin
 		}
 		keys := make([]string, len(names))
 		for i, n := range names {
-			keys[i] = s.eventsKey(tenant, n)
+			keys[i] = s.eventsKey(strings.ToLower(tenant), n)
 		}
 		if ep.paged && len(names) == 1 && !sourceTable[names[0]].versioned {
 			lq := &lazyQuery{source: keys[0], b: f.b, at: now, seq: s.seq, asc: asc, after: map[int]Event{}}

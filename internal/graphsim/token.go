@@ -106,40 +106,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 	s.issue(w, cred, api, resource, s.canonicalTenant(tenant))
 }
 
-func (s *Server) knownTenant(t string) bool { return s.canonicalTenant(t) != "" }
-
-// canonicalTenant is the id of the tenant t names (its id or a domain, in
-// any case), or "" for none; "" names the default tenant.
-func (s *Server) canonicalTenant(t string) string {
-	if t == "" || strings.EqualFold(t, s.opts.TenantID) || slices.ContainsFunc(s.opts.TenantAliases, func(a string) bool { return strings.EqualFold(a, t) }) {
-		return s.opts.TenantID
-	}
-	s.tenantMu.RLock()
-	defer s.tenantMu.RUnlock()
-	return s.tenantIDs[strings.ToLower(t)]
-}
-
-// Tenant is one more tenant the application is consented in: its id (a
-// GUID) and domains. Its tokens, events, limits and paging are its own.
-type Tenant struct {
-	ID      string
-	Aliases []string
-}
-
-// AddTenant makes tenant t known, as an admin's consent does; it is safe
-// while the server runs.
-func (s *Server) AddTenant(t Tenant) {
-	s.tenantMu.Lock()
-	defer s.tenantMu.Unlock()
-	if s.tenantIDs == nil {
-		s.tenantIDs = map[string]string{}
-	}
-	s.tenantIDs[strings.ToLower(t.ID)] = t.ID
-	for _, a := range t.Aliases {
-		s.tenantIDs[strings.ToLower(a)] = t.ID
-	}
-}
-
 // Credentials a token can be issued for, as counted in Stats.ByCredential.
 const (
 	CredentialSecret          = "client_secret"
