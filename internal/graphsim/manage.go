@@ -78,6 +78,11 @@ type Blob struct {
 	// fetch; used when non-nil. It must be safe for concurrent use.
 	Body func() []byte
 	N    int // records in Body, for Stats
+	// Tenant is the tenant whose feed holds the blob: the ID or an alias
+	// of Options.TenantID or of a Tenant ("" is the default tenant). Only
+	// that tenant's address lists and serves it, and only while that
+	// tenant's subscription to its content type is enabled.
+	Tenant string
 
 	// FailFetches makes the first that many fetches answer 500 AF50000,
 	// a blob that is readable only on a retry.
@@ -117,15 +122,31 @@ type ManageFaults struct {
 }
 
 type manageState struct {
-	faults ManageFaults
-	blobs  map[string][]*blobEntry // per content type, ascending by compareBlobs
-	byID   map[string]*blobEntry
-	subs   map[string]*subscription
-	seq    uint64 // generated content IDs
+	faults  ManageFaults
+	tenants map[string]*manageTenant // per tenantKey
+	seq     uint64                   // generated content IDs
+}
+
+// manageTenant is one tenant's feed: its blobs and subscriptions.
+type manageTenant struct {
+	blobs map[string][]*blobEntry // per content type, ascending by compareBlobs
+	byID  map[string]*blobEntry
+	subs  map[string]*subscription
 }
 
 func newManageState(f ManageFaults) manageState {
-	return manageState{faults: f, blobs: make(map[string][]*blobEntry), byID: make(map[string]*blobEntry), subs: make(map[string]*subscription)}
+	return manageState{faults: f, tenants: make(map[string]*manageTenant)}
+}
+
+// tenant is the feed of the tenant of key (see tenantKey), created empty
+// on first use.
+func (m *manageState) tenant(key string) *manageTenant {
+	mt := m.tenants[key]
+	if mt == nil {
+		mt = &manageTenant{blobs: make(map[string][]*blobEntry), byID: make(map[string]*blobEntry), subs: make(map[string]*subscription)}
+		m.tenants[key] = mt
+	}
+	return mt
 }
 
 type blobEntry struct {
@@ -177,14 +198,22 @@ func (s *Server) SetManageFaults(f ManageFaults) {
 // AddBlobs stores content blobs. Missing IDs are generated, a zero Listed
 // becomes Created and a zero Expires Created + ContentLifetime; the times
 // are truncated to milliseconds, the precision listings show. A blob with
-// the ID of a stored one replaces it. Blobs are not validated, so a test
-// can serve deliberately malformed records.
+// the ID of a stored one of its tenant replaces it. Blobs are not
+// validated, so a test can serve deliberately malformed records.
 func (s *Server) AddBlobs(bs ...Blob) {
+	keys := make(map[string]string) // Blob.Tenant -> tenantKey
+	for _, b := range bs {
+		if _, ok := keys[b.Tenant]; !ok {
+			keys[b.Tenant] = s.tenantKey(b.Tenant)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := &s.manage
-	byType := make(map[string][]*blobEntry)
+	type batchKey struct{ tenant, contentType string }
+	byType := make(map[batchKey][]*blobEntry)
 	for _, b := range bs {
+		key := keys[b.Tenant]
+		m := s.manage.tenant(key)
 		b.Created = b.Created.UTC().Truncate(time.Millisecond)
 		if b.Listed.IsZero() {
 			b.Listed = b.Created
@@ -195,8 +224,8 @@ func (s *Server) AddBlobs(bs ...Blob) {
 		}
 		b.Expires = b.Expires.UTC().Truncate(time.Millisecond)
 		for b.ID == "" {
-			m.seq++
-			if id := ContentID(b.ContentType, b.Created, m.seq); m.byID[id] == nil {
+			s.manage.seq++
+			if id := ContentID(b.ContentType, b.Created, s.manage.seq); m.byID[id] == nil {
 				b.ID = id
 			}
 		}
@@ -208,13 +237,15 @@ func (s *Server) AddBlobs(bs ...Blob) {
 		}
 		e := &blobEntry{Blob: b}
 		m.byID[b.ID] = e
-		byType[b.ContentType] = append(byType[b.ContentType], e)
+		bk := batchKey{key, b.ContentType}
+		byType[bk] = append(byType[bk], e)
 	}
-	for ct, batch := range byType {
+	for bk, batch := range byType {
+		m := s.manage.tenants[bk.tenant]
 		// A batch may hold two blobs of one ID; the last one stays.
 		batch = slices.DeleteFunc(batch, func(e *blobEntry) bool { return m.byID[e.ID] != e })
 		slices.SortFunc(batch, compareBlobs)
-		m.blobs[ct] = mergeBlobs(m.blobs[ct], batch)
+		m.blobs[bk.contentType] = mergeBlobs(m.blobs[bk.contentType], batch)
 	}
 }
 
@@ -234,12 +265,21 @@ func mergeBlobs(old, batch []*blobEntry) []*blobEntry {
 	return append(merged, batch[j:]...)
 }
 
-// ManageBlobs returns copies of the stored blobs of a content type in
-// listing order. Their Records are shared and must not be modified.
-func (s *Server) ManageBlobs(contentType string) []Blob {
+// ManageBlobs returns copies of the stored blobs of a content type of the
+// default tenant in listing order. Their Records are shared and must not
+// be modified.
+func (s *Server) ManageBlobs(contentType string) []Blob { return s.ManageBlobsIn("", contentType) }
+
+// ManageBlobsIn is ManageBlobs of a tenant (its ID or an alias; "" is the
+// default tenant).
+func (s *Server) ManageBlobsIn(tenant, contentType string) []Blob {
+	key := s.tenantKey(tenant)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	list := s.manage.blobs[contentType]
+	var list []*blobEntry
+	if mt := s.manage.tenants[key]; mt != nil {
+		list = mt.blobs[contentType]
+	}
 	out := make([]Blob, len(list))
 	for i, e := range list {
 		out[i] = e.Blob
@@ -247,33 +287,48 @@ func (s *Server) ManageBlobs(contentType string) []Blob {
 	return out
 }
 
-// SetSubscribed starts or stops the subscription to a content type as if
-// subscriptions/start or /stop had been called, without their checks,
-// counters or the start cooldown.
-func (s *Server) SetSubscribed(contentType string, on bool) {
+// SetSubscribed starts or stops the default tenant's subscription to a
+// content type as if subscriptions/start or /stop had been called, without
+// their checks, counters or the start cooldown.
+func (s *Server) SetSubscribed(contentType string, on bool) { s.SetSubscribedIn("", contentType, on) }
+
+// SetSubscribedIn is SetSubscribed for a tenant (its ID or an alias; ""
+// is the default tenant).
+func (s *Server) SetSubscribedIn(tenant, contentType string, on bool) {
+	key := s.tenantKey(tenant)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	mt := s.manage.tenant(key)
 	if on {
-		s.manage.sub(contentType).enable(s.opts.Now())
-	} else if sub := s.manage.subs[contentType]; sub != nil && sub.enabled {
+		mt.sub(contentType).enable(s.opts.Now())
+	} else if sub := mt.subs[contentType]; sub != nil && sub.enabled {
 		sub.enabled, sub.stoppedAt = false, s.opts.Now()
 	}
 }
 
-// Subscribed reports whether the subscription to a content type is
-// enabled.
-func (s *Server) Subscribed(contentType string) bool {
+// Subscribed reports whether the default tenant's subscription to a
+// content type is enabled.
+func (s *Server) Subscribed(contentType string) bool { return s.SubscribedIn("", contentType) }
+
+// SubscribedIn is Subscribed for a tenant (its ID or an alias; "" is the
+// default tenant).
+func (s *Server) SubscribedIn(tenant, contentType string) bool {
+	key := s.tenantKey(tenant)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := s.manage.subs[contentType]
+	mt := s.manage.tenants[key]
+	if mt == nil {
+		return false
+	}
+	sub := mt.subs[contentType]
 	return sub != nil && sub.enabled
 }
 
-func (m *manageState) sub(ct string) *subscription {
-	sub := m.subs[ct]
+func (mt *manageTenant) sub(ct string) *subscription {
+	sub := mt.subs[ct]
 	if sub == nil {
 		sub = &subscription{}
-		m.subs[ct] = sub
+		mt.subs[ct] = sub
 	}
 	return sub
 }
@@ -316,6 +371,7 @@ type manageRequest struct {
 	q         map[string]string // query parameters by lower-case name
 	publisher string
 	g         grant
+	feed      *manageTenant // the tenant's, once the token is known to be for it
 	now       time.Time
 }
 
@@ -474,10 +530,15 @@ func (s *Server) manageDecide(r *http.Request, mr *manageRequest) (*manageOut, *
 	case !isGUID(mr.tenant):
 		return nil, afError(http.StatusBadRequest, "AF20013", fmt.Sprintf("The tenant ID passed in the URL (%s) is not a valid GUID.", mr.tenant))
 	case !strings.EqualFold(mr.tenant, mr.g.tenant):
-		return nil, afError(http.StatusForbidden, "AF20010", fmt.Sprintf("The tenant ID passed in the URL (%s) does not match the tenant ID passed in the access token (%s).", mr.tenant, mr.g.tenant))
+		// A token is good for its own tenant only, even for an application
+		// consented in both: the reference's AF20010, with the 401 of a
+		// token the request cannot be authorized with.
+		s.stats.WrongTenant++
+		return nil, afError(http.StatusUnauthorized, "AF20010", fmt.Sprintf("The tenant ID passed in the URL (%s) does not match the tenant ID passed in the access token (%s).", mr.tenant, mr.g.tenant))
 	case s.opts.ManagePermission403:
 		return nil, afError(http.StatusForbidden, "AF10001", "The permission set () sent in the request did not include the expected permission ActivityFeed.Read.")
 	}
+	mr.feed = m.tenant(strings.ToLower(mr.g.tenant))
 	publisher, hasPublisher := mr.q["publisheridentifier"]
 	if hasPublisher && !isGUID(publisher) {
 		return nil, afError(http.StatusBadRequest, "AF20002", "Invalid parameter type: PublisherIdentifier. Expected type: guid")
@@ -514,7 +575,7 @@ func (s *Server) manageDecide(r *http.Request, mr *manageRequest) (*manageOut, *
 	var rep *manageReply
 	switch mr.op {
 	case "list":
-		out = s.listSubscriptions()
+		out = s.listSubscriptions(mr)
 	case "start":
 		out, rep = s.startSubscription(mr)
 	case "stop":
@@ -623,9 +684,9 @@ type subscriptionJSON struct {
 	Webhook     *struct{} `json:"webhook"`
 }
 
-func (s *Server) listSubscriptions() *manageOut {
+func (s *Server) listSubscriptions(mr *manageRequest) *manageOut {
 	list := []subscriptionJSON{}
-	names := slices.Sorted(maps.Keys(s.manage.subs))
+	names := slices.Sorted(maps.Keys(mr.feed.subs))
 	// The documented content types first, in their order.
 	slices.SortStableFunc(names, func(a, b string) int {
 		ia, ib := slices.Index(ContentTypes, a), slices.Index(ContentTypes, b)
@@ -639,7 +700,7 @@ func (s *Server) listSubscriptions() *manageOut {
 	})
 	for _, ct := range names {
 		status := "disabled"
-		if s.manage.subs[ct].enabled {
+		if mr.feed.subs[ct].enabled {
 			status = "enabled"
 		}
 		list = append(list, subscriptionJSON{ContentType: ct, Status: status})
@@ -653,7 +714,7 @@ func (s *Server) startSubscription(mr *manageRequest) (*manageOut, *manageReply)
 	if rep != nil {
 		return nil, rep
 	}
-	sub := s.manage.sub(ct)
+	sub := mr.feed.sub(ct)
 	if sub.enabled {
 		return nil, afError(http.StatusBadRequest, "AF20024", "The subscription is already enabled. No property change.")
 	}
@@ -673,7 +734,7 @@ func (s *Server) stopSubscription(mr *manageRequest) (*manageOut, *manageReply) 
 	if rep != nil {
 		return nil, rep
 	}
-	sub := s.manage.subs[ct]
+	sub := mr.feed.subs[ct]
 	if sub == nil || !sub.enabled {
 		return nil, noSubscription()
 	}
@@ -740,7 +801,7 @@ func (s *Server) listContent(r *http.Request, mr *manageRequest) (*manageOut, *m
 	if rep != nil {
 		return nil, rep
 	}
-	sub := s.manage.subs[ct]
+	sub := mr.feed.subs[ct]
 	if sub == nil || !sub.enabled {
 		return nil, noSubscription()
 	}
@@ -756,7 +817,7 @@ func (s *Server) listContent(r *http.Request, mr *manageRequest) (*manageOut, *m
 	if rep != nil {
 		return nil, rep
 	}
-	list := s.manage.blobs[ct]
+	list := mr.feed.blobs[ct]
 	i, _ := slices.BinarySearchFunc(list, win.start, func(e *blobEntry, t time.Time) int { return e.Created.Compare(t) })
 	if after != nil {
 		j, found := slices.BinarySearchFunc(list, after, compareBlobs)
@@ -845,7 +906,7 @@ func parseNextPage(tok string) (*blobEntry, bool) {
 // getBlob answers a contentUri. The body is generated after the lock is
 // released.
 func (s *Server) getBlob(mr *manageRequest) (*manageOut, *manageReply) {
-	e := s.manage.byID[mr.contentID]
+	e := mr.feed.byID[mr.contentID]
 	notFound := afError(http.StatusBadRequest, "AF20050", fmt.Sprintf("The specified content (%s) does not exist.", mr.contentID))
 	if e == nil || mr.now.Before(e.Listed) {
 		return nil, notFound
@@ -853,7 +914,7 @@ func (s *Server) getBlob(mr *manageRequest) (*manageOut, *manageReply) {
 	if rep := s.dlpPermission(e.ContentType); rep != nil {
 		return nil, rep
 	}
-	sub := s.manage.subs[e.ContentType]
+	sub := mr.feed.subs[e.ContentType]
 	switch {
 	case sub == nil || !sub.enabled:
 		return nil, noSubscription()
@@ -885,9 +946,11 @@ func (s *Server) getBlob(mr *manageRequest) (*manageOut, *manageReply) {
 }
 
 func writeManageReply(w http.ResponseWriter, rep *manageReply) {
+	if rep.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", resource_id="https://manage.office.com"`)
+	}
 	switch {
 	case rep.denied:
-		w.Header().Set("WWW-Authenticate", `Bearer authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", resource_id="https://manage.office.com"`)
 		manageMessage(w, rep.status, "Authorization has been denied for this request.")
 	case rep.html:
 		body := "<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body><h2>Service Unavailable</h2><p>The service is temporarily unavailable. Please try again later.</p></body></html>"

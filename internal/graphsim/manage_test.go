@@ -196,7 +196,7 @@ func TestManageTokens(t *testing.T) {
 
 	// Tenants in the path.
 	r := manageDo(t, http.MethodGet, strings.Replace(list, DefaultTenantID, otherTenant, 1), manage)
-	if msg := wantAF(t, "other tenant", r, http.StatusForbidden, "AF20010"); !strings.Contains(msg, otherTenant) || !strings.Contains(msg, DefaultTenantID) {
+	if msg := wantAF(t, "other tenant", r, http.StatusUnauthorized, "AF20010"); !strings.Contains(msg, otherTenant) || !strings.Contains(msg, DefaultTenantID) {
 		t.Errorf("AF20010 message %q", msg)
 	}
 	r = manageDo(t, http.MethodGet, strings.Replace(list, DefaultTenantID, "contoso.onmicrosoft.com", 1), manage)
