@@ -18,6 +18,12 @@
 // new records of a versioned source (risk_detections, security_alerts) are
 // new versions of earlier objects.
 //
+// -tenants N serves N more tenants of the same application besides
+// -tenant: tenant i (1 ≤ i ≤ N) has the GUID
+// 00000000-0000-4000-8000-<i in 12 digits> and the domain
+// tenant<i>.example.com (graphsim.NumberedTenant), and records and
+// Management Activity API content generated as the default tenant's are.
+//
 // Besides Graph, the token endpoint and IMDS it serves, so a test can
 // inspect and steer a running simulator:
 //
@@ -76,6 +82,7 @@ func run(args []string) error {
 		mListen  = fs.String("manage-listen", "127.0.0.1:0", "loopback address the Management Activity API listens on")
 		mRecords = fs.Int("manage-records", 1000, "audit records of each Management Activity API content type, in blobs over the last -span")
 		mSubbed  = fs.Bool("manage-subscribed", false, "start the subscriptions of every content type")
+		nTenants = fs.Int("tenants", 0, "more tenants to serve, tenant1.example.com to tenantN.example.com, each with records as the default tenant's")
 		opts     graphsim.Options
 		f        graphsim.Faults
 	)
@@ -104,8 +111,11 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if *rate < 0 || *events < 0 || *mRecords < 0 {
-		return errors.New("-rate, -events and -manage-records must not be negative")
+	if *rate < 0 || *events < 0 || *mRecords < 0 || *nTenants < 0 {
+		return errors.New("-rate, -events, -manage-records and -tenants must not be negative")
+	}
+	for i := 1; i <= *nTenants; i++ {
+		opts.Tenants = append(opts.Tenants, graphsim.NumberedTenant(i))
 	}
 	if !(opts.ThrottleWindowScale > 0) {
 		return errors.New("-throttle-window-scale must be positive")
@@ -157,21 +167,42 @@ func run(args []string) error {
 	defer stop()
 
 	sim := graphsim.New(opts)
-	rng := rand.New(rand.NewPCG(uint64(*seed), 1))
 	late := graphsim.RealisticLateness(*lateness)
 	now := time.Now()
-	gen := newGenerator(sim, rng, srcs, late)
-	gen.add(now.Add(-*span), now, *events)
-	if *mRecords > 0 {
+	tenants := []string{opts.TenantID}
+	for _, t := range opts.Tenants {
+		tenants = append(tenants, t.ID)
+	}
+	var gens []*generator
+	for k, tenant := range tenants {
+		// The default tenant's records are those of a run without
+		// -tenants.
+		rng := rand.New(rand.NewPCG(uint64(*seed), 1+uint64(k)<<32))
+		if k > 0 {
+			gens = append(gens, newTenantGenerator(sim, rng, srcs, late, tenant))
+		} else {
+			gens = append(gens, newGenerator(sim, rng, srcs, late))
+		}
+		gens[k].add(now.Add(-*span), now, *events)
+		if *mRecords == 0 {
+			continue
+		}
 		for i, ct := range graphsim.ContentTypes {
+			feedSeed := uint64(*seed)*8 + uint64(i)
+			if k > 0 {
+				feedSeed = feedSeed*1e4 + uint64(k)
+			}
 			feed := graphsim.NewFeed(graphsim.FeedSpec{
-				ContentType: ct, Seed: uint64(*seed)*8 + uint64(i), From: now.Add(-*span), To: now,
+				ContentType: ct, Seed: feedSeed, From: now.Add(-*span), To: now,
 				PerDay: float64(*mRecords) / span.Hours() * 24, BlobRecords: max(*mRecords/10, 1),
 				DupRate: 0.02, DupGap: *span / 4, ListLateMax: *span / 10, RecordLateMax: *span,
-				OutOfOrder: true, Tenant: opts.TenantID,
+				OutOfOrder: true, Tenant: tenant,
 			})
+			for j := range feed.Blobs {
+				feed.Blobs[j].Tenant = tenant
+			}
 			sim.AddBlobs(feed.Blobs...)
-			sim.SetSubscribed(ct, *mSubbed)
+			sim.SetSubscribedIn(tenant, ct, *mSubbed)
 		}
 	}
 
@@ -233,14 +264,14 @@ func run(args []string) error {
 
 	base := "http://" + l.Addr().String()
 	fmt.Printf("graphsim listening on %s\nURL=%s\nMANAGE_URL=%s\n", base, base, opts.ManageURL)
-	fmt.Fprintf(os.Stderr, "graphsim: tenant=%s client_id=%s sources=%s events=%d rate=%g/s throttle=%t token_lifetime=%s client_certificates=%d federated_tokens=%d managed_identities=%d\n",
-		opts.TenantID, opts.ClientID, strings.Join(srcs, ","), *events, *rate, opts.Throttle, opts.TokenLifetime,
+	fmt.Fprintf(os.Stderr, "graphsim: tenant=%s tenants=%d client_id=%s sources=%s events=%d rate=%g/s throttle=%t token_lifetime=%s client_certificates=%d federated_tokens=%d managed_identities=%d\n",
+		opts.TenantID, len(opts.Tenants), opts.ClientID, strings.Join(srcs, ","), *events, *rate, opts.Throttle, opts.TokenLifetime,
 		len(opts.ClientCertificates), len(opts.FederatedTokens), len(opts.ManagedIdentityClientIDs))
 
 	genDone := make(chan struct{})
 	go func() {
 		defer close(genDone)
-		gen.run(ctx, *rate, now)
+		generate(ctx, gens, *rate, now)
 	}()
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ms := &http.Server{Handler: sim.ManageHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -296,10 +327,35 @@ type generator struct {
 	// latest holds the newest version of some objects of each versioned
 	// source, the ones later updates are drawn from.
 	latest map[string][]graphsim.Event
+	// tenant is the tenant of the records, "" the default one; the
+	// records of another name it instead of DefaultTenantID.
+	tenant string
 }
 
 func newGenerator(sim *graphsim.Server, rng *rand.Rand, sources []string, late graphsim.Lateness) *generator {
 	return &generator{sim: sim, rng: rng, sources: sources, late: late, latest: make(map[string][]graphsim.Event)}
+}
+
+// newTenantGenerator is a generator of tenant's records.
+func newTenantGenerator(sim *graphsim.Server, rng *rand.Rand, sources []string, late graphsim.Lateness, tenant string) *generator {
+	g := newGenerator(sim, rng, sources, late)
+	g.tenant = tenant
+	return g
+}
+
+// inTenant moves e to g's tenant: the generated objects name
+// DefaultTenantID (homeTenantId, tenantId, provisioning job IDs), which
+// become the tenant's ID, of the same length.
+func (g *generator) inTenant(e graphsim.Event) graphsim.Event {
+	if g.tenant == "" {
+		return e
+	}
+	e.Tenant = g.tenant
+	if e.JSON != nil {
+		j := bytes.ReplaceAll(e.JSON, []byte(graphsim.DefaultTenantID), []byte(g.tenant))
+		e.JSON = bytes.ReplaceAll(j, []byte(strings.ReplaceAll(graphsim.DefaultTenantID, "-", "")), []byte(strings.ReplaceAll(g.tenant, "-", "")))
+	}
+	return e
 }
 
 // add generates n records of each source in [from, to).
@@ -307,7 +363,9 @@ func (g *generator) add(from, to time.Time, n int) {
 	var batch []graphsim.Event
 	for _, src := range g.sources {
 		if !graphsim.Versioned(src) {
-			batch = append(batch, graphsim.GenerateSource(g.rng, src, from, to, n, g.late)...)
+			for _, e := range graphsim.GenerateSource(g.rng, src, from, to, n, g.late) {
+				batch = append(batch, g.inTenant(e))
+			}
 			continue
 		}
 		fresh := 0
@@ -322,10 +380,13 @@ func (g *generator) add(from, to time.Time, n int) {
 			if !t.After(known[i].Created) {
 				t = known[i].Created.Add(100 * time.Nanosecond)
 			}
-			known[i] = graphsim.Update(g.rng, known[i], t, g.late)
+			known[i] = g.inTenant(graphsim.Update(g.rng, known[i], t, g.late))
 			batch = append(batch, known[i])
 		}
 		evs := graphsim.GenerateSource(g.rng, src, from, to, fresh, g.late)
+		for i := range evs {
+			evs[i] = g.inTenant(evs[i])
+		}
 		batch = append(batch, evs...)
 		for _, e := range evs {
 			if len(g.latest[src]) < maxTracked {
@@ -338,9 +399,9 @@ func (g *generator) add(from, to time.Time, n int) {
 	g.sim.Add(batch...)
 }
 
-// run adds rate records per second of each source, created since the
-// previous tick, until ctx is done.
-func (g *generator) run(ctx context.Context, rate float64, last time.Time) {
+// generate adds rate records per second of each source of each generator,
+// created since the previous tick, until ctx is done.
+func generate(ctx context.Context, gens []*generator, rate float64, last time.Time) {
 	if rate <= 0 {
 		<-ctx.Done()
 		return
@@ -357,7 +418,9 @@ func (g *generator) run(ctx context.Context, rate float64, last time.Time) {
 			n := int(owed)
 			owed -= float64(n)
 			if n > 0 {
-				g.add(last, now, n)
+				for _, g := range gens {
+					g.add(last, now, n)
+				}
 			}
 			last = now
 		}
