@@ -20,6 +20,12 @@
 // its 403 AF429 throttling, with tokens issued per resource so that each
 // API refuses the other's. NewFeed lays out millions of audit records in
 // content blobs whose bodies are generated on each fetch.
+//
+// One application can be consented in many tenants (Options.Tenants,
+// AddTenant): each tenant gets its own tokens, events, content,
+// subscriptions, paging and per-tenant limits, and Graph's per-application
+// limit across tenants applies to them together (Options.AppLimit).
+//
 // Every time decision goes through an injectable clock so that tests of
 // expiry, lateness and back-off never sleep.
 package graphsim
@@ -71,7 +77,8 @@ type Options struct {
 	// (tenant, client) shared by signIns, directoryAudits and provisioning;
 	// 1 request per second per tenant, whichever client, on riskDetections,
 	// whose 429 has no Retry-After; 150 requests per minute per (tenant,
-	// client) on security alerts.
+	// client) on security alerts; and across tenants, per client, the
+	// per-application limit of the first three (see AppLimit).
 	Throttle bool
 	// ThrottleWindowScale multiplies the window of every throttle while
 	// keeping its request count, so that a test can run a long backlog

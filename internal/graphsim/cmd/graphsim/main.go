@@ -90,7 +90,7 @@ func run(args []string) error {
 	fs.Float64Var(&opts.IMDSFaults.Rate429, "imds-fault-429", 0, "probability of an injected IMDS 429")
 	fs.Float64Var(&opts.IMDSFaults.Rate410, "imds-fault-410", 0, "probability of an injected IMDS 410")
 	fs.Float64Var(&opts.IMDSFaults.Rate500, "imds-fault-500", 0, "probability of an injected IMDS 500")
-	fs.BoolVar(&opts.Throttle, "throttle", false, "enforce Graph's rate limits (5 requests per 10 s per tenant and client on the audit logs, 1/s per tenant on riskDetections, 150/min on alerts)")
+	fs.BoolVar(&opts.Throttle, "throttle", false, "enforce Graph's rate limits (5 requests per 10 s per tenant and client on the audit logs and 122 per client across tenants, 1/s per tenant on riskDetections, 150/min on alerts)")
 	fs.Float64Var(&opts.ThrottleWindowScale, "throttle-window-scale", 1, "multiply every throttle window by this, keeping its request count (0.1: 5 requests per second on the audit logs)")
 	fs.DurationVar(&opts.TokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
 	fs.StringVar(&opts.TenantID, "tenant", graphsim.DefaultTenantID, "tenant ID")
