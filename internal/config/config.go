@@ -5,6 +5,7 @@
 package config
 
 import (
+	"cmp"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -132,6 +133,42 @@ type Config struct {
 	HTTPTimeout     time.Duration
 	HealthRecords   bool
 	MetricsListen   string // host:port for Prometheus, \"\" when off
+
+	// Many tenants (tenants.go). tenants (a comma-separated list) or
+	// tenants_file (one tenant per line) replace tenant_id; exactly one of
+	// the three is set. Tenants is the list as given, trimmed, in order
+	// (for tenants_file the list read at start; ReadTenants reads it
+	// again); TenantID is then empty, and ForTenant gives each tenant's
+	// configuration.
+	Tenants     []string
+	TenantsFile string
+	// TenantsRefresh is how often tenants_file is read again: 5m, from 10s
+	// to 24h. It is checked whatever the input, and has no effect without
+	// tenants_file (a tenants list is fixed until the next start).
+	TenantsRefresh time.Duration
+	// TenantKey is the top-level record key that holds the tenant (as
+	// listed) in the records of a multi-tenant input: msgraph_tenant, or 1
+	// to 64 letters, digits, '_' or '-', and not id nor the source's own
+	// id or time field. It is checked whatever the input, and unused with
+	// tenant_id.
+	TenantKey string
+	// AppBudget is the requests per 10 s that one client_id may send to
+	// the identity and access reports (the sources that
+	// source.Profile.AppBudgeted), across every tenant and every input of
+	// the process: 122, Graph's own limit per application, from 1 to 122.
+	AppBudget int
+	// Shard (shard = i/n) keeps the part of the list whose hash modulo n
+	// is i; only with tenants or tenants_file. Zero N: no shard.
+	Shard Shard
+	// MetricsTenantLabel adds a tenant label to the metrics (off).
+	MetricsTenantLabel bool
+	// IdlePollInterval is how often a tenant whose recent polls brought
+	// nothing new is polled; its first new event returns it to
+	// PollInterval. Unless set: 5m for a multi-tenant input (kept within
+	// poll_interval and lookback), PollInterval (no stretching) for one
+	// tenant. Set, it must be from poll_interval to lookback.
+	IdlePollInterval time.Duration
+	publisherSet     bool // publisher_id was given
 }
 
 // Error is a configuration error about one key.
@@ -180,7 +217,21 @@ func ParseEnv(g Getter, env func(string) string) (Config, error) {
 		HTTPTimeout:          p.duration("http_timeout", DefaultHTTPTimeout),
 		HealthRecords:        p.boolean("health_records", true),
 		MetricsListen:        p.listen("metrics_listen"),
+		TenantsFile:          p.str("tenants_file"),
+		TenantsRefresh:       p.duration("tenants_refresh", DefaultTenantsRefresh),
+		TenantKey:            cmp.Or(p.str("tenant_key"), DefaultTenantKey),
+		AppBudget:            p.appBudget("app_budget"),
+		Shard:                p.shard("shard"),
+		MetricsTenantLabel:   p.boolean("metrics_tenant_label", false),
+		IdlePollInterval:     p.duration("idle_poll_interval", 0),
 	}
+	// tenants given as only blanks or commas is set, and an error.
+	tenantIDSet := c.TenantID != ""
+	tenantsRaw := p.str("tenants")
+	tenantsSet := g.Get("tenants") != ""
+	c.Tenants = splitTenants(tenantsRaw)
+	idleSet := p.str("idle_poll_interval") != ""
+	multi := tenantsSet || c.TenantsFile != ""
 	if c.Cloud == "" {
 		c.Cloud = "global"
 	}
@@ -196,8 +247,9 @@ func ParseEnv(g Getter, env func(string) string) (Config, error) {
 	}
 	authority := p.str("authority_host")
 	if c.Auth == AuthWorkloadIdentity {
-		// Config keys win over the webhook's environment.
-		if c.TenantID == "" {
+		// Config keys win over the webhook's environment; a list of
+		// tenants replaces its tenant.
+		if c.TenantID == "" && !multi {
 			c.TenantID = strings.TrimSpace(env("AZURE_TENANT_ID"))
 		}
 		if c.ClientID == "" {
@@ -214,13 +266,33 @@ func ParseEnv(g Getter, env func(string) string) (Config, error) {
 	c.GraphHost = p.host("graph_host", p.str("graph_host"), cloud.GraphHost)
 	c.ManagementHost = p.host("management_host", p.str("management_host"), cloud.ManagementHost)
 	c.PublisherID = strings.ToLower(p.str("publisher_id"))
+	c.publisherSet = c.PublisherID != ""
 	c.AutoSubscribe = p.boolean("auto_subscribe", true)
 	c.IMDSEndpoint = p.imds("imds_endpoint")
 	c.InitialLookback = p.duration("initial_lookback", c.Lookback)
 	if p.err != nil {
 		return Config{}, p.err
 	}
-	return c, c.Validate()
+	// An unknown source is reported by Validate.
+	prof, _ := source.Lookup(cmp.Or(c.Source, SourceSignIns))
+	if err := c.validateTenants(tenantsRaw, tenantsSet, tenantIDSet, prof); err != nil {
+		return Config{}, err
+	}
+	if multi {
+		// The checks of one tenant apply to each: run them on the first.
+		c.TenantID = c.Tenants[0]
+	}
+	err := c.Validate()
+	if err == nil {
+		err = c.idlePollInterval(idleSet)
+	}
+	if multi {
+		c.TenantID = ""
+		if !c.publisherSet {
+			c.PublisherID = ""
+		}
+	}
+	return c, err
 }
 
 func findCloud(name string) (Cloud, bool) {
@@ -347,6 +419,7 @@ func (c *Config) validateAuth() error {
 			if c.Auth == AuthWorkloadIdentity {
 				hint += " (or AZURE_TENANT_ID in the environment)"
 			}
+			hint += ", or set tenants (a comma-separated list) or tenants_file (a file with one tenant per line) to collect many tenants"
 			return &Error{Key: "tenant_id", Allowed: hint}
 		}
 		if c.ClientID == "" {
@@ -425,12 +498,13 @@ func (c *Config) Redacted() string {
 	if len(c.Reconcile) > 0 {
 		rec = FormatDurations(c.Reconcile)
 	}
-	parts := []string{
-		"source=" + c.Source,
-		"auth=" + c.Auth,
-		"tenant_id=" + c.TenantID,
-		"client_id=" + c.ClientID,
+	parts := []string{"source=" + c.Source, "auth=" + c.Auth}
+	if c.MultiTenant() {
+		parts = append(parts, c.redactedTenants()...)
+	} else {
+		parts = append(parts, "tenant_id="+c.TenantID)
 	}
+	parts = append(parts, "client_id="+c.ClientID)
 	switch c.Auth {
 	case AuthClientSecret:
 		parts = append(parts, "client_secret="+secret)
@@ -456,6 +530,7 @@ func (c *Config) Redacted() string {
 		"authority_host="+c.AuthorityHost,
 		"graph_host="+c.GraphHost,
 		"poll_interval="+FormatDuration(c.PollInterval),
+		"idle_poll_interval="+FormatDuration(c.IdlePollInterval),
 		"lookback="+FormatDuration(c.Lookback),
 		"max_lookback="+FormatDuration(c.MaxLookback),
 		"reconcile="+rec,
@@ -465,9 +540,17 @@ func (c *Config) Redacted() string {
 		"http_timeout="+FormatDuration(c.HTTPTimeout),
 		"health_records="+strconv.FormatBool(c.HealthRecords),
 	)
-	if p, ok := source.Lookup(c.Source); ok && p.IsActivity() {
+	p, ok := source.Lookup(c.Source)
+	if ok && p.AppBudgeted() {
+		parts = append(parts, "app_budget="+strconv.Itoa(c.AppBudget))
+	}
+	if ok && p.IsActivity() {
 		// (page_size does not apply: blobs are fetched whole.)
-		parts = append(parts, "management_host="+c.ManagementHost, "publisher_id="+c.PublisherID, "auto_subscribe="+strconv.FormatBool(c.AutoSubscribe))
+		pub := c.PublisherID
+		if pub == "" && c.MultiTenant() {
+			pub = "(each tenant's id)"
+		}
+		parts = append(parts, "management_host="+c.ManagementHost, "publisher_id="+pub, "auto_subscribe="+strconv.FormatBool(c.AutoSubscribe))
 	} else {
 		parts = append(parts, "page_size="+strconv.Itoa(c.PageSize))
 	}
