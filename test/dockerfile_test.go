@@ -252,7 +252,9 @@ func dockerIncluded(ignore, path string) bool {
 func TestEveryExampleIsTested(t *testing.T) {
 	tested := map[string]bool{
 		// TestExamplesLoad
-		"fluent-bit.yaml": true, "fluent-bit.conf": true, "plugins.conf": true, "demo.yaml": true, "all-sources.yaml": true, "o365.yaml": true,
+		"fluent-bit.yaml": true, "fluent-bit.conf": true, "plugins.conf": true, "demo.yaml": true, "all-sources.yaml": true, "o365.yaml": true, "many-tenants.yaml": true,
+		// TestEndToEndManyTenants reads it as a tenants_file
+		"tenants.txt": true,
 		// TestGrafanaDashboard, TestPrometheusRules
 		"grafana-dashboard.json": true, "prometheus-rules.yaml": true,
 		// TestHelmValues and TestHelmPVC (test/helm)

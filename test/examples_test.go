@@ -19,7 +19,7 @@ func TestExamplesLoad(t *testing.T) {
 		"MSGRAPH_CLIENT_ID=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
 		"MSGRAPH_DEMO_URL=http://127.0.0.1:18080",
 	)
-	for _, name := range []string{"fluent-bit.yaml", "fluent-bit.conf", "demo.yaml", "all-sources.yaml", "o365.yaml"} {
+	for _, name := range []string{"fluent-bit.yaml", "fluent-bit.conf", "demo.yaml", "all-sources.yaml", "o365.yaml", "many-tenants.yaml"} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(bin, "-e", so, "-c", filepath.Join(repoRoot(), "examples", name), "--dry-run")
 			if strings.HasSuffix(name, ".conf") {

@@ -34,6 +34,9 @@ const (
 	// SubscriptionStarted: the plugin started a Management Activity API
 	// subscription (auto_subscribe).
 	SubscriptionStarted Code = "subscription_started"
+	// TenantsFileError: a multi-tenant input's tenants_file could not be
+	// read again; the last list read goes on being collected.
+	TenantsFileError Code = "tenants_file_error"
 )
 
 // Monitor builds health records for one input. It is not safe for

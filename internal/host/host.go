@@ -29,6 +29,7 @@ import (
 	"github.com/in-msgraph/in_msgraph/internal/config"
 	"github.com/in-msgraph/in_msgraph/internal/input"
 	"github.com/in-msgraph/in_msgraph/internal/logging"
+	"github.com/in-msgraph/in_msgraph/internal/tenants"
 )
 
 // Handle identifies an instance across the C boundary; 0 is none.
@@ -54,6 +55,22 @@ type Caller struct {
 	Name string
 }
 
+// Instance is what the host runs: an input.Instance (one tenant), or a
+// tenants.Input (many).
+type Instance interface {
+	Collect() []byte
+	Commit()
+	Abandon()
+	Hold() input.Held
+	CommitPlace(input.Held)
+	Refused(n int)
+	Accepted()
+	InternalError(msg string)
+	Logf(format string, args ...any)
+	Cancel()
+	Close() error
+}
+
 // phase is where an instance's current batch is.
 type phase int
 
@@ -70,7 +87,7 @@ type entry struct {
 	thread  Thread
 	seq     uint64 // order of Init
 	ref     unsafe.Pointer
-	in      *input.Instance
+	in      Instance
 	log     *logging.Logger // the host's own lines, never muted
 	now     func() time.Time
 	timeout time.Duration // longest wait for a read to end when stopping
@@ -194,13 +211,24 @@ func (h *Host) Init(g config.Getter, c Caller) (Handle, error) {
 
 // newInstance builds an instance; a panic becomes an error, so Fluent Bit
 // reports a failed init instead of crashing.
-func newInstance(cfg config.Config, opts input.Options) (in *input.Instance, err error) {
+func newInstance(cfg config.Config, opts input.Options) (in Instance, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			in, err = nil, fmt.Errorf("internal error while starting the input: %v", r)
 		}
 	}()
-	return input.New(cfg, opts)
+	if cfg.MultiTenant() {
+		f, err := tenants.New(cfg, tenants.Options{Instance: opts})
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	one, err := input.New(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return one, nil
 }
 
 func (h *Host) get(handle Handle) *entry {

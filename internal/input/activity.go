@@ -496,7 +496,9 @@ func (in *Instance) fetchBlob(now time.Time, b *blob) {
 	in.countRequest("audit", err)
 	unreadable := false
 	if err == nil {
-		if err = in.dec.DecodeArray(resp.Body, &a.page); err != nil {
+		err = in.dec.DecodeArray(resp.Body, &a.page)
+		resp.Release() // the page holds copies
+		if err != nil {
 			unreadable = true
 			err = &graph.TransportError{Service: manage.Service, RequestID: resp.RequestID, Err: fmt.Errorf("the content blob could not be read: %w", err)}
 		}

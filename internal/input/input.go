@@ -45,6 +45,28 @@ type Options struct {
 	Repeat    time.Duration     // health repeat interval; 0 means 15m
 	// OpenState opens the state file; nil means state.Open.
 	OpenState func(path string) (*state.DB, error)
+	// DiscardState replaces state.MoveAside for a state that cannot be
+	// read, and says what it did ("it was moved to …"): one tenant's
+	// namespace of a shared file is cleared, not the file.
+	DiscardState func(path string, now time.Time) (string, error)
+
+	// What a multi-tenant input (internal/tenants) sets for each tenant.
+	//
+	// App is the application's budget across tenants (app_budget), for
+	// the sources that count against it; nil means the process-wide one
+	// of the client_id.
+	App *budget.Budget
+	// AppWho is who waits in App's queue: the multi-tenant input, which
+	// orders its own tenants, rather than each of them (nil: the instance).
+	AppWho any
+	// Extra are key-value pairs every record carries last (tenant_key).
+	Extra []string
+	// Metrics replaces the input's metrics (a tenant's, labelled).
+	Metrics *metrics.Set
+	// Fleet: the instance is one tenant of many. Being behind is reported
+	// once for all of them (Behind), not by each, and the instance serves
+	// no metrics_listen of its own.
+	Fleet bool
 }
 
 // Stats are running totals, for tests and logs.
@@ -70,12 +92,16 @@ type Instance struct {
 	tokens  *auth.Source
 	client  *graph.Client
 	budget  *budget.Budget
-	sched   *schedule.Schedule
-	seen    *dedup.Set
-	db      store
-	health  *health.Monitor
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// app is the application's budget across tenants, or nil.
+	app    *budget.Budget
+	appWho any
+	fleet  bool
+	sched  *schedule.Schedule
+	seen   *dedup.Set
+	db     store
+	health *health.Monitor
+	ctx    context.Context
+	cancel context.CancelFunc
 	// transport is kept to close its idle connections on Close.
 	transport http.RoundTripper
 	metrics   *metrics.Set
@@ -111,12 +137,15 @@ type Instance struct {
 	throttles     int // consecutive 429s
 	closed        bool
 
-	newest     time.Time // newest event time Graph has returned
-	lastPoll   time.Time // last page read successfully
-	began      time.Time // when this instance was created
-	late       lateAgg
-	lateness   Histogram
-	lastReport time.Time
+	newest   time.Time // newest event time Graph has returned
+	lastPoll time.Time // last page read successfully
+	began    time.Time // when this instance was created
+	// lastNew is when a page last brought an event not delivered before,
+	// lastPlan when the schedule last planned (idle_poll_interval).
+	lastNew, lastPlan time.Time
+	late              lateAgg
+	lateness          Histogram
+	lastReport        time.Time
 
 	// stateProblem is a damaged state file moved aside, reported as
 	// state_error on the next collect; unsaved holds what a failed commit
@@ -257,6 +286,15 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		b := profile.Budget
 		o.Budget = budget.Shared(profile.BudgetKey(cfg.AuthorityHost, cfg.TenantID, cfg.ClientID), b.Requests, b.Window)
 	}
+	if o.App == nil && profile.AppBudgeted() && cfg.AppBudget > 0 {
+		o.App = budget.Shared(source.AppBudgetKey(cfg.AuthorityHost, cfg.ClientID), cfg.AppBudget, source.AppWindow)
+	}
+	if !profile.AppBudgeted() {
+		o.App = nil
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.For(o.Name, cfg.Source)
+	}
 	in := &Instance{
 		cfg:      cfg,
 		profile:  profile,
@@ -266,6 +304,9 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		tokens:   tokens,
 		client:   client,
 		budget:   o.Budget,
+		app:      o.App,
+		appWho:   o.AppWho,
+		fleet:    o.Fleet,
 		seen:     dedup.New(),
 		health:   health.New(cfg.Source, cfg.TenantID, o.Repeat, cfg.HealthRecords),
 		dec:      records.Decoder{TimeField: profile.TimeField, Versioned: profile.Versioned, IDField: profile.IDField},
@@ -273,23 +314,31 @@ func New(cfg config.Config, o Options) (*Instance, error) {
 		svc:      "Graph",
 		inPage:   map[records.Key]struct{}{},
 		began:    o.Now(),
+		lastNew:  o.Now(),
 		followed: map[uint64]map[string]struct{}{},
 		top:      profile.Top(cfg.PageSize),
 
 		transport: o.Transport,
-		metrics:   metrics.For(o.Name, cfg.Source),
+		metrics:   o.Metrics,
 	}
+	in.dec.SetExtra(o.Extra...)
 	if act != nil {
 		in.svc = manage.Service
 	}
 	in.health.OnEmit = func(c health.Code, status string) { in.metrics.Warning(string(c), status) }
-	in.st = stateFile{open: o.OpenState, maxUnsaved: MaxUnsaved}
+	in.st = stateFile{open: o.OpenState, discard: o.DiscardState, maxUnsaved: MaxUnsaved}
 	if in.st.open == nil {
 		in.st.open = state.Open
 	}
+	if in.st.discard == nil {
+		in.st.discard = func(path string, now time.Time) (string, error) {
+			moved, err := state.MoveAside(path, now)
+			return "it was moved to " + moved + " and a new state file was started", err
+		}
+	}
 	// From here on a failure closes what was opened (Close).
 	in.ctx, in.cancel, started = ctx, cancel, true
-	if cfg.MetricsListen != "" {
+	if cfg.MetricsListen != "" && !o.Fleet {
 		release, err := metrics.Serve(cfg.MetricsListen)
 		if err != nil {
 			in.Close()
@@ -367,7 +416,7 @@ func (in *Instance) Collect() []byte {
 	if b, hold := in.stateGate(now); hold {
 		return b
 	}
-	in.sched.Plan(now)
+	in.plan(now)
 	in.abandonStretches(now)
 	in.checkConditions(now)
 	in.batch = in.batch[:0]
@@ -390,6 +439,32 @@ func (in *Instance) Collect() []byte {
 	return in.batch
 }
 
+// quietAfter: a tenant that has brought no new event for this many
+// idle_poll_intervals is quiet, and polled every idle_poll_interval.
+const quietAfter = 3
+
+// plan has the schedule plan what is due, unless the tenant is quiet and
+// idle_poll_interval has not passed since the last plan. Polling a quiet
+// tenant less often keeps the late-event guarantee: each live level's
+// query reaches back from its own last run, however long ago that was,
+// so the levels' runs still cover every moment of visibility; only the
+// time to deliver a quiet tenant's first new event grows, to at most
+// idle_poll_interval. The first new event makes it busy again.
+func (in *Instance) plan(now time.Time) {
+	idle := in.cfg.IdlePollInterval
+	if idle > in.cfg.PollInterval && in.act == nil && now.Sub(in.lastNew) >= quietAfter*idle && now.Sub(in.lastPlan) < idle {
+		return
+	}
+	in.lastPlan = now
+	in.sched.Plan(now)
+}
+
+// Quiet reports whether the tenant is polled every idle_poll_interval.
+func (in *Instance) Quiet(now time.Time) bool {
+	idle := in.cfg.IdlePollInterval
+	return idle > in.cfg.PollInterval && in.act == nil && now.Sub(in.lastNew) >= quietAfter*idle
+}
+
 // isNew reports whether r is neither delivered nor earlier on this page,
 // and queues its key for the commit.
 func (in *Instance) isNew(r records.Record) bool {
@@ -407,6 +482,7 @@ func (in *Instance) isNew(r records.Record) bool {
 		return false
 	}
 	in.inPage[r.Key] = struct{}{}
+	in.lastNew = in.pending.when
 	in.pending.add = append(in.pending.add, state.Entry{Key: r.Key, Time: in.entryTime(r)})
 	in.noteRecord(r)
 	return true
@@ -430,7 +506,7 @@ func (in *Instance) readPage(now time.Time) {
 		link = in.profile.URL(in.cfg.GraphHost, chunk.From, chunk.To, in.top)
 	}
 	in.req = request{chunk: chunk.ID, linked: chunk.Link != "", top: in.top}
-	if !in.budget.TryTake(now, in) {
+	if !in.take(now, in.classOf(chunk)) {
 		return
 	}
 	in.Stats.Requests++
@@ -439,6 +515,7 @@ func (in *Instance) readPage(now time.Time) {
 	unreadable := false
 	if err == nil {
 		err = in.dec.DecodePage(resp.Body, &in.page)
+		resp.Release() // the page holds copies: the body's buffer goes back to the pool
 		if err != nil {
 			unreadable = true
 			err = &graph.TransportError{Err: fmt.Errorf("the page could not be read: %w", err), RequestID: resp.RequestID}
@@ -503,6 +580,118 @@ func (in *Instance) readPage(now time.Time) {
 	// instead of paging: the range may hold more than a page.
 	in.pending.split = in.profile.NoNextLink && in.page.NextLink == "" && len(in.page.Records)+in.page.Invalid >= in.req.top
 }
+
+// take takes a request of class c from the tenant's budget and, for the
+// sources that count against it, from the application's budget across
+// tenants: from both or from neither. The application's budget is asked
+// only once the tenant's has room, so a tenant held back by its own limit
+// never holds a place in the application's queue.
+func (in *Instance) take(now time.Time, c int) bool {
+	if in.app == nil {
+		return in.budget.TryTake(now, in)
+	}
+	if in.budget.Wait(now) > 0 {
+		in.budget.TryTake(now, in) // refused: it waits its turn there
+		return false
+	}
+	who := in.appWho
+	if who == nil {
+		who = in
+	}
+	if !in.app.TryTakeClass(now, who, c) {
+		return false
+	}
+	if !in.budget.TryTake(now, in) {
+		in.app.Return(now)
+		return false
+	}
+	return true
+}
+
+// classOf is how urgent a request for chunk is, for the application's
+// budget: the first page of a live query (Graph returns the newest events
+// first, so it brings the newest minutes) goes first, then the later pages
+// of live queries (re-reads of the lookback), then reconcile sweeps, then
+// backlogs (a live query planned before this start, or reaching further
+// back than the lookback's levels can: initial_lookback, or the time an
+// outage left behind).
+func (in *Instance) classOf(c schedule.Chunk) int {
+	// A live query of a quiet tenant reaches back over its levels' reach
+	// and the time since it was last polled; beyond that it is a backlog.
+	reach := 2*in.sched.Lookback() + max(in.cfg.IdlePollInterval, in.cfg.PollInterval) + 2*in.cfg.PollInterval
+	switch {
+	case c.Class == schedule.Reconcile:
+		return budget.ClassSweep
+	case c.Planned.Before(in.began) || c.Planned.Sub(c.From) > reach:
+		return budget.ClassBacklog
+	case c.Link == "":
+		return budget.ClassPoll
+	}
+	return budget.ClassReread
+}
+
+// Due reports whether a collect now would send a request, and the class
+// of that request; a multi-tenant input collects its due tenants, most
+// urgent first. It plans what is due, as Collect would.
+func (in *Instance) Due(now time.Time) (class int, due bool) {
+	if in.closed || in.st.loading || in.st.full || now.Before(in.notBefore) {
+		return 0, false
+	}
+	if in.act != nil {
+		return budget.ClassPoll, true
+	}
+	in.plan(now)
+	chunk, ok := in.sched.Next(in.Stats.Requests%schedule.ReconcileShare == schedule.ReconcileShare-1)
+	if !ok {
+		return 0, false
+	}
+	if in.budget.Wait(now) > 0 {
+		return 0, false
+	}
+	return in.classOf(chunk), true
+}
+
+// Wake is when Due may next report a request, if it reports none now: a
+// multi-tenant input does not ask a tenant before then. It is now while
+// queries are pending (they wait for a budget).
+func (in *Instance) Wake(now time.Time) time.Time {
+	if in.act != nil || in.st.loading || in.st.full || len(in.sched.Pending()) > 0 {
+		return later(now, in.notBefore)
+	}
+	t := in.sched.NextPlan()
+	if in.Quiet(now) {
+		t = later(t, in.lastPlan.Add(in.cfg.IdlePollInterval))
+	}
+	return later(t, in.notBefore)
+}
+
+// Behind is how long the newest pending live query, the oldest live query
+// and the oldest reconcile sweep have waited.
+func (in *Instance) Behind(now time.Time) (fresh, live, reconcile time.Duration) {
+	live, reconcile, _ = in.sched.Backlog(now)
+	return in.sched.Freshest(now), live, reconcile
+}
+
+// Pending is the schedule's pending queries, for tests and logs.
+func (in *Instance) Pending() []schedule.Chunk { return in.sched.Pending() }
+
+// Backlogged reports whether a backlog (budget.ClassBacklog) is pending:
+// initial_lookback, or time an outage left behind, not yet read.
+func (in *Instance) Backlogged() bool {
+	for _, c := range in.sched.Pending() {
+		if c.Class == schedule.Live && in.classOf(c) == budget.ClassBacklog {
+			return true
+		}
+	}
+	return false
+}
+
+// Lookback is the schedule's lookback now; IDs how many ids the de-dup
+// set holds.
+func (in *Instance) Lookback() time.Duration { return in.sched.Lookback() }
+
+// IDs is how many delivered ids the de-dup set holds.
+func (in *Instance) IDs() int { return in.seen.Len() }
 
 // reportPage reports the objects of the page that were skipped, or
 // delivered in another form so that Fluent Bit's outputs can carry them.
@@ -767,6 +956,24 @@ func (in *Instance) Commit() {
 	in.Stats.Commits++
 	in.save(now, c.add, expired)
 	in.report(now)
+	in.shrink()
+}
+
+// shrinkAbove: after a small page, page and batch buffers larger than
+// this are let go, so that a tenant that was busy once does not keep a
+// large page's memory while idle (a multi-tenant input holds hundreds).
+const shrinkAbove = 256 << 10
+
+func (in *Instance) shrink() {
+	if len(in.page.Buf) < shrinkAbove/8 && cap(in.page.Buf) > shrinkAbove {
+		in.page.Buf, in.page.Records = nil, nil
+	}
+	if len(in.batch) < shrinkAbove/8 && cap(in.batch) > shrinkAbove {
+		in.batch = nil
+	}
+	if len(in.inPage) == 0 {
+		in.inPage = map[records.Key]struct{}{} // a map keeps its largest size
+	}
 }
 
 // save writes the commit to the state file, together with whatever an
@@ -1053,6 +1260,9 @@ func (in *Instance) checkConditions(now time.Time) {
 	if in.act != nil {
 		_, queued = in.act.oldest(now)
 	}
+	if in.fleet {
+		return
+	}
 	if fresh > limit || live > lb+limit || rec > 2*lb+limit || queued > lb+limit {
 		msg := fmt.Sprintf("collection is behind: the newest pending live query has waited %s, the oldest %s and reconcile sweeps %s (%d queries queued); Graph's budget of 5 requests per 10 seconds cannot keep up, newest events go first",
 			fresh.Round(time.Second), live.Round(time.Second), rec.Round(time.Second), n)
@@ -1098,6 +1308,9 @@ func (in *Instance) Close() error {
 	}
 	in.metrics.Delete()
 	in.budget.Forget(in)
+	if in.app != nil && in.appWho == nil {
+		in.app.Forget(in)
+	}
 	if in.unserve != nil {
 		in.unserve()
 	}

@@ -19,17 +19,39 @@ func (in *Instance) Cancel() { in.cancel() }
 // Held is the commit of a batch Collect returned, kept aside so that the
 // batch's place in the schedule can still be committed when Commit itself
 // fails (CommitPlace).
-type Held struct{ c *commit }
+type Held struct {
+	in    *Instance
+	c     *commit
+	parts []Held // Join
+}
 
 // Hold returns the commit of the batch Collect last returned.
-func (in *Instance) Hold() Held { return Held{in.pending} }
+func (in *Instance) Hold() Held { return Held{in: in, c: in.pending} }
+
+// Join holds the commits of several instances' batches handed over as one
+// (a multi-tenant input's).
+func Join(parts ...Held) Held { return Held{parts: parts} }
+
+// Each calls fn for every instance's commit h holds.
+func (h Held) Each(fn func(in *Instance, h Held)) {
+	if h.in != nil {
+		fn(h.in, h)
+	}
+	for _, p := range h.parts {
+		p.Each(fn)
+	}
+}
 
 // IDs is the number of event ids the commit would remember.
 func (h Held) IDs() int {
-	if h.c == nil {
-		return 0
+	n := 0
+	if h.c != nil {
+		n = len(h.c.add)
 	}
-	return len(h.c.add)
+	for _, p := range h.parts {
+		n += p.IDs()
+	}
+	return n
 }
 
 // CommitPlace commits h as Commit does, except that its ids are not

@@ -29,10 +29,12 @@ const (
 // stateFile is what an instance knows of its state file besides the store
 // commits go to.
 type stateFile struct {
-	open   func(path string) (*state.DB, error)
-	file   *state.DB // as opened; in.db is the same file (tests may wrap it)
-	params schedule.Params
-	start  time.Time // when the instance started
+	open func(path string) (*state.DB, error)
+	// discard sets aside a state that cannot be read (state.MoveAside).
+	discard func(path string, now time.Time) (string, error)
+	file    *state.DB // as opened; in.db is the same file (tests may wrap it)
+	params  schedule.Params
+	start   time.Time // when the instance started
 
 	// loading: the file has not loaded yet, so nothing is delivered (the
 	// de-dup set and the schedule are in it). full: MaxUnsaved ids wait
@@ -85,11 +87,11 @@ func (in *Instance) loadState(now time.Time) error {
 			in.log.Infof("state loaded from %s: %d delivered ids, %d queries pending", path, in.seen.Len(), len(in.sched.Pending()))
 			return nil
 		case errors.As(err, &ue) && attempt == 0:
-			moved, merr := state.MoveAside(path, now)
+			moved, merr := in.st.discard(path, now)
 			if merr != nil {
 				return fmt.Errorf("%v, and %w", err, merr)
 			}
-			in.stateProblem = fmt.Sprintf("%v; it was moved to %s and a new state file was started, so events of the last initial_lookback (%s) may be delivered again",
+			in.stateProblem = fmt.Sprintf("%v; %s, so events of the last initial_lookback (%s) may be delivered again",
 				err, moved, config.FormatDuration(in.cfg.InitialLookback))
 			in.log.Errorf("%s", in.stateProblem)
 		default:

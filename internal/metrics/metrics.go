@@ -106,6 +106,17 @@ type Set struct {
 	lastSuccess      prometheus.Gauge
 	backlog          prometheus.Gauge
 	ids              prometheus.Gauge
+	// part: a tenant's share of its input's Set (Part), which sets no
+	// gauges and deletes nothing.
+	part bool
+}
+
+// Part returns a Set that counts into s for one of its input's tenants:
+// the gauges, one value per input, are left to the input (State on s).
+func (s *Set) Part() *Set {
+	p := *s
+	p.part = true
+	return &p
 }
 
 // For returns the metrics of one input.
@@ -176,6 +187,9 @@ func (s *Set) Warning(code, status string) {
 
 // State sets the gauges.
 func (s *Set) State(lookback, backlog time.Duration, lastSuccess time.Time, ids int) {
+	if s.part {
+		return
+	}
 	s.lookback.Set(lookback.Seconds())
 	s.backlog.Set(backlog.Seconds())
 	if !lastSuccess.IsZero() {
@@ -187,6 +201,9 @@ func (s *Set) State(lookback, backlog time.Duration, lastSuccess time.Time, ids 
 // Delete removes the series of the input (of the tenant, for a Set of
 // ForTenant) when it stops.
 func (s *Set) Delete() {
+	if s.part {
+		return
+	}
 	l := prometheus.Labels{}
 	names := labels
 	if len(s.base) == len(tenantLabels) {

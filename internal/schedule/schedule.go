@@ -516,6 +516,27 @@ func (s *Schedule) Plan(now time.Time) bool {
 	return added
 }
 
+// NextPlan is the earliest time at which Plan can add a chunk: when live
+// level 0 is due, a sweep has aged a lookback, or a stretch is to be
+// retried. Zero before the first Plan.
+func (s *Schedule) NextPlan() time.Time {
+	if s.st.Started.IsZero() || len(s.st.Levels) == 0 {
+		return time.Time{}
+	}
+	t := s.st.Levels[0].Run.Add(s.st.Levels[0].Period)
+	for _, w := range s.st.Sweeps {
+		if d := w.Cursor.Add(s.p.Lookback + w.Delay); d.Before(t) {
+			t = d
+		}
+	}
+	for _, u := range s.st.Unreadable {
+		if u.Retry.Before(t) {
+			t = u.Retry
+		}
+	}
+	return t
+}
+
 // add queues c, merging it with pending chunks of its class that it
 // overlaps or touches and that have not started.
 func (s *Schedule) add(c Chunk) {
