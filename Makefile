@@ -51,8 +51,9 @@ $(SIM): $(SOURCES)
 # alongside the rest, which is niced to leave it the CPU it needs; its
 # output is shown when both are done. TestVolumeActivity (100 M records of
 # the Management Activity API, about 10 minutes, without the race
-# detector) runs alongside too, niced, and fails make test if it fails or
-# does not run.
+# detector) runs alongside too, niced, and so does TestVolumeTenants (500
+# tenants of one application for 3 simulated days, about 8 minutes); each
+# fails make test if it fails or does not run.
 test: fmt-check vet $(SO)
 	@$(FIND_FB); \
 	if [ -n "$$fb" ]; then echo "Fluent Bit for the end-to-end tests: $$fb ($$("$$fb" --version 2>/dev/null | head -n 1))"; export FLUENT_BIT="$$fb"; \
@@ -62,16 +63,22 @@ test: fmt-check vet $(SO)
 	MSGRAPH_PLUGIN=$(SO) $(GO) test -race -timeout 25m ./test/ > "$$log" 2>&1 & e2e=$$!; \
 	echo "nice $(GO) test -v -timeout 40m -run '^TestVolumeActivity$$' ./internal/input &    (output below when done)"; \
 	nice $(GO) test -v -timeout 40m -run '^TestVolumeActivity$$' ./internal/input > "$$vlog" 2>&1 & vol=$$!; \
-	trap 'kill $$e2e $$vol 2>/dev/null; rm -f "$$log" "$$vlog"' EXIT; \
+	tlog=$$(mktemp) || exit 1; \
+	echo "nice $(GO) test -v -timeout 40m -run '^TestVolumeTenants$$' ./internal/tenants &    (output below when done)"; \
+	nice $(GO) test -v -timeout 40m -run '^TestVolumeTenants$$' ./internal/tenants > "$$tlog" 2>&1 & vol2=$$!; \
+	trap 'kill $$e2e $$vol $$vol2 2>/dev/null; rm -f "$$log" "$$vlog" "$$tlog"' EXIT; \
 	pkgs=$$($(GO) list ./... | grep -v '/test$$') || exit 1; \
 	echo "$(GO) test -race -timeout 20m <every package but ./test>"; \
 	nice $(GO) test -race -timeout 20m $$pkgs && nice $(MAKE) --no-print-directory norace fuzz; rest=$$?; \
 	wait $$e2e; rc=$$?; \
 	wait $$vol; vrc=$$?; \
+	wait $$vol2; trc=$$?; \
 	echo "--- $(GO) test -run '^TestVolumeActivity$$' ./internal/input:"; grep -v '^    volume_test.go:.*\] \[ warn\]' "$$vlog"; \
 	grep -q -- '--- PASS: TestVolumeActivity' "$$vlog" || vrc=1; \
+	echo "--- $(GO) test -run '^TestVolumeTenants$$' ./internal/tenants:"; cat "$$tlog"; \
+	grep -q -- '--- PASS: TestVolumeTenants' "$$tlog" || trc=1; \
 	echo "--- $(GO) test -race ./test/:"; cat "$$log"; \
-	[ $$rest -eq 0 ] && [ $$rc -eq 0 ] && [ $$vrc -eq 0 ]
+	[ $$rest -eq 0 ] && [ $$rc -eq 0 ] && [ $$vrc -eq 0 ] && [ $$trc -eq 0 ]
 
 # The NORACE tests, without the race detector. A pattern that selects no
 # test, or a test that skips here too, fails: each must really run.

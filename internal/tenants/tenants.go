@@ -49,6 +49,11 @@ const Workers = 64
 // health conditions are checked and its records go out.
 const tick = time.Minute
 
+// maxFirst: at most this many tenants make their first request (and
+// token request) in one collect, so a start of hundreds does not send
+// hundreds of token requests at once.
+const maxFirst = 16
+
 // Options are what tests replace; Instance is given to every stream.
 type Options struct {
 	Instance input.Options
@@ -500,8 +505,14 @@ func (f *Input) launch(now time.Time) {
 		}
 		return a.s.last.Compare(b.s.last)
 	})
+	fresh := 0 // streams that have sent nothing yet: their first request fetches a token
 	for _, d := range ready[:min(free, len(ready))] {
 		s := d.s
+		if s.last.IsZero() {
+			if fresh++; fresh > maxFirst {
+				continue
+			}
+		}
 		f.mu.Lock()
 		s.busy, s.last = true, now
 		f.running++

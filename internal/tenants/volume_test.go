@@ -35,6 +35,7 @@ type fleetRun struct {
 	Tenants  int
 	Busy     []float64 // sign-ins a day of the first len(Busy) tenants
 	IdleRate float64   // sign-ins a day of every other tenant
+	Silent   int       // the last Silent tenants have none at all
 	Duration time.Duration
 	// Join adds one more tenant, with initial_lookback 7d and JoinPerDay
 	// sign-ins a day over the week before, this long after the start.
@@ -50,6 +51,7 @@ type fleetResult struct {
 	// hour (median and most).
 	BusiestRequests             int
 	IdlePerHourP50, IdlePerHour float64
+	SilentPerHour               float64 // requests an hour of a tenant without events (the most)
 	// WorstPollDelay is the longest any tenant's newest live query waited
 	// (after the first ten minutes); WorstPollDelayAfterJoin the same
 	// from the moment the new tenant joined.
@@ -62,8 +64,8 @@ type fleetResult struct {
 }
 
 func (r fleetResult) String() string {
-	return fmt.Sprintf("%d events, %d delivered, %d duplicates, %d missed; %d requests (%d throttled, %d by the app limit); busiest tenant %d requests; idle tenant %.1f requests/h (median), %.1f (most); worst live-poll delay %s (%s after the join); joined backlog read in %s; peak heap %.0f MB, %.0f KB per idle tenant; start %s; at most %d token requests in one second",
-		r.Events, r.Delivered, r.Duplicates, r.Missed, r.Requests, r.Throttled, r.ThrottledApp, r.BusiestRequests, r.IdlePerHourP50, r.IdlePerHour,
+	return fmt.Sprintf("%d events, %d delivered, %d duplicates, %d missed; %d requests (%d throttled, %d by the app limit); busiest tenant %d requests; tenant of a sign-in an hour %.1f requests/h (median), %.1f (most), tenant without sign-ins %.1f; worst live-poll delay %s (%s after the join); joined backlog read in %s; peak heap %.0f MB, %.0f KB per idle tenant; start %s; at most %d token requests in one second",
+		r.Events, r.Delivered, r.Duplicates, r.Missed, r.Requests, r.Throttled, r.ThrottledApp, r.BusiestRequests, r.IdlePerHourP50, r.IdlePerHour, r.SilentPerHour,
 		r.WorstPollDelay.Round(time.Second), r.WorstPollDelayAfterJoin.Round(time.Second), r.JoinDrained.Round(time.Minute),
 		float64(r.PeakHeap)/1e6, r.HeapPerIdle/1e3, r.StartTook.Round(time.Millisecond), r.PeakTokens)
 }
@@ -142,15 +144,22 @@ func runFleet(t *testing.T, v fleetRun) fleetResult {
 	r := rand2.New(rand2.NewPCG(v.Seed, 0xfeed))
 	end := start.Add(v.Duration)
 	var evs []graphsim.Event
+	// off[k] is where tenant k's events start in evs.
+	off := make([]int, v.Tenants+1)
 	// The first query reaches back 30 minutes (initial_lookback).
 	from := start.Add(-30 * time.Minute)
 	for i := range v.Tenants {
 		rate := v.IdleRate
-		if i < len(v.Busy) {
+		switch {
+		case i < len(v.Busy):
 			rate = v.Busy[i]
+		case i >= v.Tenants-v.Silent:
+			rate = 0
 		}
+		off[i] = len(evs)
 		evs = append(evs, events(r, i, rate, from, end)...)
 	}
+	off[v.Tenants] = len(evs)
 	join := start.Add(v.Join)
 	if v.Join > 0 {
 		// (Its stream starts within a tenants_refresh of the join, and
@@ -158,9 +167,17 @@ func runFleet(t *testing.T, v fleetRun) fleetResult {
 		evs = append(evs, events(r, v.Tenants, v.JoinPerDay, join.Add(-7*24*time.Hour+2*time.Minute), end)...)
 	}
 	sim.Add(evs...)
-	index := make(map[string]int, len(evs))
-	for i, e := range evs {
-		index[e.ID] = i
+	index := func(id string) (int, bool) {
+		if len(id) != 36 {
+			return 0, false
+		}
+		k, err1 := strconv.ParseUint(id[:8], 16, 32)
+		i, err2 := strconv.ParseUint(id[24:], 16, 64)
+		if err1 != nil || err2 != nil || int(k) >= len(off) {
+			return 0, false
+		}
+		j := off[k] + int(i)
+		return j, j < len(evs) && evs[j].ID == id
 	}
 
 	dir := t.TempDir()
@@ -231,7 +248,7 @@ func runFleet(t *testing.T, v fleetRun) fleetResult {
 				if code != "" {
 					return
 				}
-				i, ok := index[id]
+				i, ok := index(id)
 				if !ok {
 					t.Fatalf("delivered an id the simulator never had: %q", id)
 				}
@@ -306,11 +323,14 @@ func runFleet(t *testing.T, v fleetRun) fleetResult {
 	var idle []float64
 	for i := range v.Tenants {
 		req := st.ByTenant[tenantID(i)]
-		if i < len(v.Busy) {
+		switch {
+		case i < len(v.Busy):
 			res.BusiestRequests = max(res.BusiestRequests, req)
-			continue
+		case i >= v.Tenants-v.Silent:
+			res.SilentPerHour = max(res.SilentPerHour, float64(req)/hours)
+		default:
+			idle = append(idle, float64(req)/hours)
 		}
-		idle = append(idle, float64(req)/hours)
 	}
 	if len(idle) > 0 {
 		slices.Sort(idle)
@@ -439,7 +459,7 @@ func TestVolumeTenants(t *testing.T) {
 	if raceEnabled {
 		t.Skip("volume runs take minutes under the race detector; make test runs them without it")
 	}
-	v := fleetRun{Tenants: 500, Busy: []float64{1e6, 1e5, 8e4, 6e4, 5e4, 4e4, 3e4, 3e4, 2e4, 2e4}, IdleRate: 24,
+	v := fleetRun{Tenants: 500, Busy: []float64{1e6, 1e5, 8e4, 6e4, 5e4, 4e4, 3e4, 3e4, 2e4, 2e4}, IdleRate: 24, Silent: 40,
 		Duration: 72 * time.Hour, Join: 24 * time.Hour, JoinPerDay: 5e4}
 	if d := os.Getenv("MSGRAPH_FLEET_HOURS"); d != "" {
 		h, _ := strconv.Atoi(d)
