@@ -81,6 +81,11 @@ func Shared(key string, limit int, window time.Duration) *Budget {
 		b = New(limit, Paced(scaled(window)))
 		registry[key] = b
 	}
+	// The newest configuration's limit holds (a hot reload that changes
+	// app_budget keeps the process and its budgets).
+	b.mu.Lock()
+	b.limit = limit
+	b.mu.Unlock()
 	return b
 }
 
@@ -128,23 +133,33 @@ func (b *Budget) TryTakeClass(now time.Time, who any, c int) bool {
 	if b.waiting == nil {
 		b.waiting = map[any]*waiter{}
 	}
-	me := b.waiting[who]
-	if me == nil || me.class != c {
+	// A consumer waits once per class, each keeping its own place: one
+	// that asks for work of several classes (a multi-tenant input) keeps
+	// its seniority in each.
+	key := waitKey{who, c}
+	me := b.waiting[key]
+	if me == nil {
 		me = &waiter{since: now, class: c}
 	}
 	me.last = now
 	if b.wait(now) == 0 && !b.someoneBefore(now, who, me) {
-		delete(b.waiting, who)
+		delete(b.waiting, key)
 		b.sent = append(b.sent, now)
 		return true
 	}
-	b.waiting[who] = me
+	b.waiting[key] = me
 	return false
+}
+
+// waitKey is a consumer's place in the queue for one class of work.
+type waitKey struct {
+	who   any
+	class int
 }
 
 func (b *Budget) someoneBefore(now time.Time, who any, me *waiter) bool {
 	for w, o := range b.waiting {
-		if w == who {
+		if w.(waitKey).who == who {
 			continue
 		}
 		if now.Sub(o.last) > staleWait {
@@ -192,7 +207,11 @@ func (b *Budget) prune(now time.Time) {
 // (a reload starts new inputs in the same process).
 func (b *Budget) Forget(who any) {
 	b.mu.Lock()
-	delete(b.waiting, who)
+	for k := range b.waiting {
+		if k.(waitKey).who == who {
+			delete(b.waiting, k)
+		}
+	}
 	b.mu.Unlock()
 }
 
@@ -200,7 +219,11 @@ func (b *Budget) Forget(who any) {
 func (b *Budget) Waiting() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.waiting)
+	who := map[any]bool{}
+	for k := range b.waiting {
+		who[k.(waitKey).who] = true
+	}
+	return len(who)
 }
 
 // Recent returns the times of the requests within the window before now,

@@ -616,9 +616,14 @@ func (in *Instance) take(now time.Time, c int) bool {
 // back than the lookback's levels can: initial_lookback, or the time an
 // outage left behind).
 func (in *Instance) classOf(c schedule.Chunk) int {
-	// A live query of a quiet tenant reaches back over its levels' reach
-	// and the time since it was last polled; beyond that it is a backlog.
-	reach := 2*in.sched.Lookback() + max(in.cfg.IdlePollInterval, in.cfg.PollInterval) + 2*in.cfg.PollInterval
+	// A due level's query reaches back its period and its reach from
+	// now, and a quiet tenant's the time since it was last polled too,
+	// plus a few polls of delay; beyond that it is a backlog.
+	var reach time.Duration
+	for _, l := range in.sched.Levels() {
+		reach = max(reach, l.Period+l.Reach)
+	}
+	reach += max(in.cfg.IdlePollInterval, in.cfg.PollInterval) + 5*in.cfg.PollInterval
 	switch {
 	case c.Class == schedule.Reconcile:
 		return budget.ClassSweep
@@ -645,7 +650,7 @@ func (in *Instance) Due(now time.Time) (class int, due bool) {
 	if !ok {
 		return 0, false
 	}
-	if in.budget.Wait(now) > 0 {
+	if in.budget.Wait(now) > 0 || in.app != nil && in.app.Wait(now) > 0 {
 		return 0, false
 	}
 	return in.classOf(chunk), true
@@ -689,6 +694,9 @@ func (in *Instance) Backlogged() bool {
 // Lookback is the schedule's lookback now; IDs how many ids the de-dup
 // set holds.
 func (in *Instance) Lookback() time.Duration { return in.sched.Lookback() }
+
+// LastPoll is when a page was last read successfully.
+func (in *Instance) LastPoll() time.Time { return in.lastPoll }
 
 // IDs is how many delivered ids the de-dup set holds.
 func (in *Instance) IDs() int { return in.seen.Len() }
@@ -1303,7 +1311,9 @@ func (in *Instance) Close() error {
 	}
 	in.closed = true
 	in.cancel()
-	if t, ok := in.transport.(interface{ CloseIdleConnections() }); ok {
+	if t, ok := in.transport.(interface{ CloseIdleConnections() }); ok && !in.fleet {
+		// (A tenant of many shares the input's transport: the input
+		// closes it.)
 		t.CloseIdleConnections()
 	}
 	in.metrics.Delete()

@@ -25,6 +25,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -330,9 +331,11 @@ func (f *Input) closeRemoved(now time.Time) {
 	}
 	f.mu.Unlock()
 	for _, s := range gone {
-		if err := s.in.Close(); err != nil {
-			f.log.Warnf("tenant %s: %v", s.tenant, err)
-		}
+		f.guard(s, "stop", func() {
+			if err := s.in.Close(); err != nil {
+				f.log.Warnf("tenant %s: %v", s.tenant, err)
+			}
+		})
 		if f.file != nil {
 			if err := f.file.MarkRemoved(s.key, now); err != nil {
 				f.log.Warnf("%v", err)
@@ -437,6 +440,9 @@ func (f *Input) Collect() []byte {
 	f.batch = f.health.Take(f.batch[:0])
 	f.mu.Lock()
 	for _, s := range f.order {
+		if len(f.batch) >= maxBatch {
+			break // the rest goes with the next collects
+		}
 		if !s.busy && s.out != nil {
 			f.batch = append(f.batch, s.out...)
 			s.out = nil
@@ -445,10 +451,32 @@ func (f *Input) Collect() []byte {
 	}
 	f.mu.Unlock()
 	if len(f.batch) == 0 {
+		if cap(f.batch) > maxBatch {
+			f.batch = nil
+		}
 		return nil
 	}
 	f.Stats.Batches++
 	return f.batch
+}
+
+// maxBatch: a batch takes the tenants' pages up to this many bytes; the
+// others wait for the next collect.
+const maxBatch = 8 << 20
+
+// guard runs fn for tenant s, turning a panic (a bug) into a log line and
+// an internal_error record of that tenant, so one tenant's fault never
+// stops the others.
+func (f *Input) guard(s *stream, what string, fn func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			ok = false
+			f.log.Errorf("tenant %s: internal error in %s, recovered: %v\n%s", s.tenant, what, r, debug.Stack())
+			s.wake = f.now().Add(time.Minute)
+		}
+	}()
+	fn()
+	return true
 }
 
 // release ends the simulated latency of the streams whose answer has come
@@ -489,9 +517,16 @@ func (f *Input) launch(now time.Time) {
 		if now.Before(s.wake) && !housekeeping {
 			continue
 		}
-		class, ok := s.in.Due(now)
+		var class int
+		var ok bool
+		if !f.guard(s, "planning", func() {
+			if class, ok = s.in.Due(now); !ok {
+				s.wake = s.in.Wake(now)
+			}
+		}) {
+			continue
+		}
 		if !ok {
-			s.wake = s.in.Wake(now)
 			if !housekeeping {
 				continue
 			}
@@ -499,20 +534,24 @@ func (f *Input) launch(now time.Time) {
 		}
 		ready = append(ready, due{s, class})
 	}
+	// Only so many tenants send their first request (and token request)
+	// in one collect; the others that are due take the workers.
+	fresh := 0
+	ready = slices.DeleteFunc(ready, func(d due) bool {
+		if !d.s.last.IsZero() {
+			return false
+		}
+		fresh++
+		return fresh > maxFirst
+	})
 	slices.SortStableFunc(ready, func(a, b due) int {
 		if a.class != b.class {
 			return a.class - b.class
 		}
 		return a.s.last.Compare(b.s.last)
 	})
-	fresh := 0 // streams that have sent nothing yet: their first request fetches a token
 	for _, d := range ready[:min(free, len(ready))] {
 		s := d.s
-		if s.last.IsZero() {
-			if fresh++; fresh > maxFirst {
-				continue
-			}
-		}
 		f.mu.Lock()
 		s.busy, s.last = true, now
 		f.running++
@@ -532,10 +571,13 @@ func (f *Input) run(s *stream) {
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				f.log.Errorf("tenant %s: internal error in collect, recovered: %v", s.tenant, r)
+				f.log.Errorf("tenant %s: internal error in collect, recovered: %v\n%s", s.tenant, r, debug.Stack())
 				s.in.Abandon()
-				s.in.InternalError("an internal error stopped the plugin while reading a page; nothing of the page was delivered and it is read again later")
+				s.in.InternalError("an internal error stopped the plugin while reading a page; nothing of the page was delivered and it is read again in a minute")
 				out = nil
+				f.mu.Lock()
+				s.wake = f.now().Add(time.Minute)
+				f.mu.Unlock()
 			}
 		}()
 		out = s.in.Collect()
@@ -566,6 +608,7 @@ func (f *Input) checkBehind(now time.Time) {
 	var worst string
 	var ids int
 	var lookback time.Duration
+	var last time.Time
 	f.mu.Lock()
 	total := len(f.order)
 	var order []*stream
@@ -576,10 +619,19 @@ func (f *Input) checkBehind(now time.Time) {
 	}
 	f.mu.Unlock()
 	for _, s := range order {
-		fresh, live, rec := s.in.Behind(now)
-		lb := s.in.Lookback()
+		var fresh, live, rec, lb time.Duration
+		if !f.guard(s, "checking conditions", func() {
+			fresh, live, rec = s.in.Behind(now)
+			lb = s.in.Lookback()
+			ids += s.in.IDs()
+			// The oldest last success: a stalled tenant shows.
+			if p := s.in.LastPoll(); !p.IsZero() && (last.IsZero() || p.Before(last)) {
+				last = p
+			}
+		}) {
+			continue
+		}
 		lookback = max(lookback, lb)
-		ids += s.in.IDs()
 		if fresh > limit || live > lb+limit || rec > 2*lb+limit {
 			n++
 		}
@@ -588,7 +640,7 @@ func (f *Input) checkBehind(now time.Time) {
 		}
 		worstLive, worstRec = max(worstLive, live), max(worstRec, rec)
 	}
-	f.metrics.State(lookback, worstLive, time.Time{}, ids)
+	f.metrics.State(lookback, worstLive, last, ids)
 	fields := []records.Field{{Key: "tenants_behind", Value: n}, {Key: "tenants", Value: total},
 		{Key: "live_behind_seconds", Value: worstFresh}, {Key: "reread_behind_seconds", Value: worstLive},
 		{Key: "reconcile_behind_seconds", Value: worstRec}, {Key: "app_budget", Value: f.cfg.AppBudget}}
@@ -610,11 +662,20 @@ func (f *Input) checkBehind(now time.Time) {
 
 // Commit records the batch Collect last returned as delivered, stream by
 // stream.
+//
+// A commit that fails with a bug is that tenant's alone: its batch is
+// forgotten (its events are read again, so they may be delivered twice)
+// and reported as its internal_error; the other tenants' commits go on.
 func (f *Input) Commit() {
 	handed := f.handed
 	f.handed = nil
 	for _, s := range handed {
-		s.in.Commit()
+		if !f.guard(s, "commit", s.in.Commit) {
+			f.guard(s, "commit", func() {
+				s.in.Abandon()
+				s.in.InternalError("an internal error stopped the plugin from recording a batch of this tenant; its events were delivered and are read again, so they may be delivered twice")
+			})
+		}
 	}
 }
 
