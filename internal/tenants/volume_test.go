@@ -53,8 +53,9 @@ type fleetResult struct {
 	IdlePerHourP50, IdlePerHour float64
 	SilentPerHour               float64 // requests an hour of a tenant without events (the most)
 	// WorstPollDelay is the longest any tenant's newest live query waited
-	// (after the first ten minutes); WorstPollDelayAfterJoin the same
-	// from the moment the new tenant joined.
+	// (after the first ten minutes); WorstPollDelayBeforeJoin the same
+	// before the new tenant joined, WorstPollDelayAfterJoin of the other
+	// tenants while its backlog was read.
 	WorstPollDelay, WorstPollDelayBeforeJoin, WorstPollDelayAfterJoin time.Duration
 	JoinDrained                                                       time.Duration
 	PeakHeap                                                          uint64
@@ -64,7 +65,7 @@ type fleetResult struct {
 }
 
 func (r fleetResult) String() string {
-	return fmt.Sprintf("%d events, %d delivered, %d duplicates, %d missed; %d requests (%d throttled, %d by the app limit); busiest tenant %d requests; tenant of a sign-in an hour %.1f requests/h (median), %.1f (most), tenant without sign-ins %.1f; worst live-poll delay %s (%s before the join, %s after); joined backlog read in %s; peak heap %.0f MB, %.0f KB per idle tenant; start %s; at most %d token requests in one second",
+	return fmt.Sprintf("%d events, %d delivered, %d duplicates, %d missed; %d requests (%d throttled, %d by the app limit); busiest tenant %d requests; tenant of a sign-in an hour %.1f requests/h (median), %.1f (most), tenant without sign-ins %.1f; worst live-poll delay %s (%s before the join, %s of the others while its backlog was read); joined backlog read in %s; peak heap %.0f MB, %.0f KB per idle tenant; start %s; at most %d token requests in one second",
 		r.Events, r.Delivered, r.Duplicates, r.Missed, r.Requests, r.Throttled, r.ThrottledApp, r.BusiestRequests, r.IdlePerHourP50, r.IdlePerHour, r.SilentPerHour,
 		r.WorstPollDelay.Round(time.Second), r.WorstPollDelayBeforeJoin.Round(time.Second), r.WorstPollDelayAfterJoin.Round(time.Second), r.JoinDrained.Round(time.Minute),
 		float64(r.PeakHeap)/1e6, r.HeapPerIdle/1e3, r.StartTook.Round(time.Millisecond), r.PeakTokens)
@@ -276,7 +277,8 @@ func runFleet(t *testing.T, v fleetRun) fleetResult {
 				}
 				res.WorstPollDelay = max(res.WorstPollDelay, fresh)
 				switch {
-				case joined && tn != tenantID(v.Tenants):
+				case joined && res.JoinDrained == 0 && tn != tenantID(v.Tenants):
+					// While the new tenant's backlog is read.
 					res.WorstPollDelayAfterJoin = max(res.WorstPollDelayAfterJoin, fresh)
 				case !joined:
 					res.WorstPollDelayBeforeJoin = max(res.WorstPollDelayBeforeJoin, fresh)
@@ -451,8 +453,8 @@ func fleetSeeds(t *testing.T, n int) []uint64 {
 
 // TestVolumeTenants: 500 tenants of one application for 3 days: one of
 // 1 M sign-ins a day, nine of 20 000 to 100 000, the rest idle (a sign-in
-// an hour); a day in, a new tenant joins with initial_lookback 7d and a
-// week of 50 000 a day behind it. Every tenant's events exactly once,
+// an hour, 40 of them none); a day and a half in, a new tenant joins with
+// initial_lookback 7d and a week of 50 000 a day behind it. Every tenant's events exactly once,
 // within both of Graph's limits, and the new tenant's backlog does not
 // delay the others' live polls.
 func TestVolumeTenants(t *testing.T) {
@@ -463,10 +465,11 @@ func TestVolumeTenants(t *testing.T) {
 		t.Skip("volume runs take minutes under the race detector; make test runs them without it")
 	}
 	v := fleetRun{Tenants: 500, Busy: []float64{1e6, 1e5, 8e4, 6e4, 5e4, 4e4, 3e4, 3e4, 2e4, 2e4}, IdleRate: 24, Silent: 40,
-		Duration: 72 * time.Hour, Join: 24 * time.Hour, JoinPerDay: 5e4}
+		Duration: 72 * time.Hour, Join: 36 * time.Hour, JoinPerDay: 5e4}
 	if d := os.Getenv("MSGRAPH_FLEET_HOURS"); d != "" {
+		// A shorter run, to try a change.
 		h, _ := strconv.Atoi(d)
-		v.Duration, v.Join = time.Duration(h)*time.Hour, time.Duration(h)*time.Hour/3
+		v.Duration, v.Join = time.Duration(h)*time.Hour, time.Duration(h)*time.Hour/2
 	}
 	for _, seed := range fleetSeeds(t, 1) {
 		v.Seed = seed
@@ -476,10 +479,11 @@ func TestVolumeTenants(t *testing.T) {
 			t.Errorf("%d requests throttled (%d by the application's limit): the budgets let through more than Graph allows", r.Throttled, r.ThrottledApp)
 		}
 		// The new tenant's week of backlog delays no other tenant's live
-		// poll by more than a poll_interval: the worst wait after it
-		// joined is at most the worst before, plus one poll_interval.
+		// poll by more than a poll_interval: the worst wait while it is
+		// read is at most the worst before it joined, plus one
+		// poll_interval.
 		if r.WorstPollDelayAfterJoin > r.WorstPollDelayBeforeJoin+time.Minute {
-			t.Errorf("a tenant's live poll waited %s after a backlog joined, %s at worst before", r.WorstPollDelayAfterJoin, r.WorstPollDelayBeforeJoin)
+			t.Errorf("a tenant's live poll waited %s while a joined tenant's backlog was read, %s at worst before", r.WorstPollDelayAfterJoin, r.WorstPollDelayBeforeJoin)
 		}
 		// And none waits long: a few polls' time at most.
 		if r.WorstPollDelay > 5*time.Minute {
