@@ -212,20 +212,7 @@ func TestBadConfigManyTenants(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string{"-e", so, "-i", "msgraph", "-p", "client_id=c", "-p", "client_secret=s3cr3t-value-long"}, c.args...)
 			args = append(args, "-o", "null")
-			cmd := exec.Command(bin, args...)
-			done := make(chan struct{})
-			var out []byte
-			var err error
-			go func() { out, err = cmd.CombinedOutput(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				cmd.Process.Kill()
-				t.Fatal("Fluent Bit kept running with an invalid configuration")
-			}
-			if err == nil {
-				t.Fatalf("Fluent Bit exited 0:\n%s", out)
-			}
+			out := mustFailAtStart(t, exec.Command(bin, args...))
 			for _, w := range c.want {
 				if !strings.Contains(string(out), w) {
 					t.Errorf("output lacks %q:\n%s", w, out)

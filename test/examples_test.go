@@ -53,6 +53,21 @@ func TestBadConfigStopsFluentBit(t *testing.T) {
 	so := plugin(t)
 	cmd := exec.Command(bin, "-e", so, "-i", "msgraph", "-p", "tenant_id=t", "-p", "client_id=c",
 		"-p", "client_secret=s", "-p", "lookback=5m", "-p", "poll_interval=10m", "-o", "null")
+	out := mustFailAtStart(t, cmd)
+	want := `config: lookback = "5m" is invalid: must be longer than poll_interval (10m)`
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("output lacks %q:\n%s", want, out)
+	}
+	if strings.Contains(string(out), "client_secret=s") {
+		t.Fatal("the secret was printed")
+	}
+}
+
+// mustFailAtStart runs Fluent Bit, which must stop within 30 s with a
+// status other than 0, as it does for an invalid configuration, and
+// returns what it wrote.
+func mustFailAtStart(t *testing.T, cmd *exec.Cmd) []byte {
+	t.Helper()
 	done := make(chan struct{})
 	var out []byte
 	var err error
@@ -66,11 +81,5 @@ func TestBadConfigStopsFluentBit(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Fluent Bit exited 0 with an invalid configuration:\n%s", out)
 	}
-	want := `config: lookback = "5m" is invalid: must be longer than poll_interval (10m)`
-	if !strings.Contains(string(out), want) {
-		t.Fatalf("output lacks %q:\n%s", want, out)
-	}
-	if strings.Contains(string(out), "client_secret=s") {
-		t.Fatal("the secret was printed")
-	}
+	return out
 }

@@ -104,7 +104,7 @@ func runActivity(t *testing.T, v activityRun) activityResult {
 	transport := &slowManage{clk: clk, rng: rand2.New(rand2.NewPCG(v.Seed, 5)), next: http.DefaultTransport}
 	open := func() *Instance {
 		log := logging.New("volume", logging.Warn)
-		log.SetOutput(testWriter{t})
+		log.SetOutput(testWriter{T: t})
 		in, err := New(cfg, Options{Name: "volume", Now: clk.Now, Rand: rand.New(rand.NewSource(int64(v.Seed))), Logger: log, Budget: bud, Transport: transport})
 		if err != nil {
 			t.Fatal(err)

@@ -2,8 +2,10 @@ package input
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/in-msgraph/in_msgraph/internal/health"
+	"github.com/in-msgraph/in_msgraph/internal/logging"
 	"github.com/in-msgraph/in_msgraph/internal/records"
 )
 
@@ -71,19 +73,26 @@ func (in *Instance) CommitPlace(h Held) {
 // n bytes Collect returned: the batch stays pending and is offered again,
 // so nothing is lost. It is reported as ingest_refused until a batch is
 // accepted (Accepted).
-func (in *Instance) Refused(n int) {
-	now := in.now()
+func (in *Instance) Refused(n int) { ReportRefused(in.health, in.log, in.now(), n) }
+
+// Accepted tells the instance that Fluent Bit accepted its batch.
+func (in *Instance) Accepted() { ReportAccepted(in.health, in.log, in.now()) }
+
+// ReportRefused raises ingest_refused for a batch of n bytes Fluent Bit
+// did not accept; ReportAccepted clears it. A multi-tenant input reports
+// them once for all its tenants.
+func ReportRefused(h *health.Monitor, log *logging.Logger, now time.Time, n int) {
 	msg := fmt.Sprintf("Fluent Bit did not accept a batch of %d bytes: the input's ring buffer stayed full, so Fluent Bit's engine is not taking records from this input (a stalled output or filter, or an overloaded engine); the batch is offered again every second and nothing is lost", n)
-	if in.health.Fire(now, health.IngestRefused, msg, records.Field{Key: "batch_bytes", Value: n}) {
-		in.log.Warnf("%s", msg)
+	if h.Fire(now, health.IngestRefused, msg, records.Field{Key: "batch_bytes", Value: n}) {
+		log.Warnf("%s", msg)
 	}
 }
 
-// Accepted tells the instance that Fluent Bit accepted its batch.
-func (in *Instance) Accepted() {
-	if in.health.Active(health.IngestRefused) {
-		in.health.Clear(in.now(), health.IngestRefused, "Fluent Bit accepts batches again")
-		in.log.Infof("Fluent Bit accepts batches again")
+// ReportAccepted clears ingest_refused (ReportRefused).
+func ReportAccepted(h *health.Monitor, log *logging.Logger, now time.Time) {
+	if h.Active(health.IngestRefused) {
+		h.Clear(now, health.IngestRefused, "Fluent Bit accepts batches again")
+		log.Infof("Fluent Bit accepts batches again")
 	}
 }
 

@@ -192,7 +192,7 @@ func runVolume(t *testing.T, v volumeRun) volumeResult {
 	}
 	open := func() *Instance {
 		log := logging.New("volume", logging.Warn)
-		log.SetOutput(testWriter{t})
+		log.SetOutput(testWriter{T: t})
 		in, err := New(cfg, Options{Name: "volume", Now: clk.Now, Rand: rand.New(rand.NewSource(int64(v.Seed))), Logger: log, Budget: bud, Transport: transport})
 		if err != nil {
 			t.Fatal(err)
@@ -382,38 +382,11 @@ func scanBatch(b []byte, fn func(id, code string)) error {
 	return nil
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter = graphsim.LogWriter
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// volumeSeeds is the seeds a volume test runs: MSGRAPH_VOLUME_SEED alone,
-// or MSGRAPH_VOLUME_SEEDS of them when set (docs/performance.md gives the worst of 5), else n, which
-// each test sizes so that make test stays within CI's time.
-func volumeSeeds(t *testing.T, n int) []uint64 {
-	// MSGRAPH_VOLUME_SEED runs that one seed: several processes can then
-	// run the seeds of a long test side by side.
-	if s := os.Getenv("MSGRAPH_VOLUME_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil || seed < 1 {
-			t.Fatalf("MSGRAPH_VOLUME_SEED=%q: a seed from 1 on", s)
-		}
-		return []uint64{seed}
-	}
-	if s := os.Getenv("MSGRAPH_VOLUME_SEEDS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil || n < 1 {
-			t.Fatalf("MSGRAPH_VOLUME_SEEDS=%q: a whole number of seeds", s)
-		}
-	}
-	seeds := make([]uint64, n)
-	for i := range seeds {
-		seeds[i] = uint64(i + 1)
-	}
-	return seeds
-}
+// volumeSeeds is the seeds a volume test runs (graphsim.Seeds; the
+// performance figures are the worst of 5).
+func volumeSeeds(t *testing.T, n int) []uint64 { return graphsim.Seeds(t, n) }
 
 // volumeTest runs v over the seeds and logs each result and the worst.
 func volumeTest(t *testing.T, v volumeRun, seeds int, check func(t *testing.T, r volumeResult)) {

@@ -114,28 +114,18 @@ func (f *File) Drop(name string) error {
 	})
 }
 
-func (f *File) view(fn func(all *bolt.Bucket) error) (err error) {
-	f.mu.Lock()
-	db := f.root.db
-	f.mu.Unlock()
-	if db == nil {
-		return &OpenError{Path: f.root.path, Err: errors.New("the file is closed")}
+func (f *File) view(fn func(all *bolt.Bucket) error) error { return f.tx(false, fn) }
+
+func (f *File) update(fn func(all *bolt.Bucket) error) error {
+	if err := f.tx(true, fn); err != nil {
+		return fmt.Errorf("db %s: %w", f.root.path, err)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = &UnreadableError{Path: f.root.path, Reason: fmt.Sprintf("damaged file: %v", r)}
-		}
-	}()
-	return db.View(func(tx *bolt.Tx) error {
-		all := tx.Bucket(bucketTenants)
-		if all == nil {
-			return nil
-		}
-		return fn(all)
-	})
+	return nil
 }
 
-func (f *File) update(fn func(all *bolt.Bucket) error) (err error) {
+// tx runs fn on the tenants bucket in a transaction (created when write;
+// without it, a file without one has no namespace and fn is not called).
+func (f *File) tx(write bool, fn func(all *bolt.Bucket) error) (err error) {
 	f.mu.Lock()
 	db := f.root.db
 	f.mu.Unlock()
@@ -147,17 +137,21 @@ func (f *File) update(fn func(all *bolt.Bucket) error) (err error) {
 			err = &UnreadableError{Path: f.root.path, Reason: fmt.Sprintf("damaged file: %v", r)}
 		}
 	}()
-	err = db.Update(func(tx *bolt.Tx) error {
+	if !write {
+		return db.View(func(tx *bolt.Tx) error {
+			if all := tx.Bucket(bucketTenants); all != nil {
+				return fn(all)
+			}
+			return nil
+		})
+	}
+	return db.Update(func(tx *bolt.Tx) error {
 		all, err := tx.CreateBucketIfNotExists(bucketTenants)
 		if err != nil {
 			return err
 		}
 		return fn(all)
 	})
-	if err != nil {
-		return fmt.Errorf("db %s: %w", f.root.path, err)
-	}
-	return nil
 }
 
 // Close closes the file; namespaces opened from it must not be used after.

@@ -706,21 +706,10 @@ func (f *Input) CommitPlace(h input.Held) {
 
 // Refused tells every stream of the batch that Fluent Bit did not accept
 // it: it stays pending and is offered again.
-func (f *Input) Refused(n int) {
-	now := f.now()
-	msg := fmt.Sprintf("Fluent Bit did not accept a batch of %d bytes: the input's ring buffer stayed full, so Fluent Bit's engine is not taking records from this input (a stalled output or filter, or an overloaded engine); the batch is offered again every second and nothing is lost", n)
-	if f.health.Fire(now, health.IngestRefused, msg, records.Field{Key: "batch_bytes", Value: n}) {
-		f.log.Warnf("%s", msg)
-	}
-}
+func (f *Input) Refused(n int) { input.ReportRefused(f.health, f.log, f.now(), n) }
 
 // Accepted tells the input that Fluent Bit accepted its batch.
-func (f *Input) Accepted() {
-	if f.health.Active(health.IngestRefused) {
-		f.health.Clear(f.now(), health.IngestRefused, "Fluent Bit accepts batches again")
-		f.log.Infof("Fluent Bit accepts batches again")
-	}
-}
+func (f *Input) Accepted() { input.ReportAccepted(f.health, f.log, f.now()) }
 
 // InternalError reports a bug caught outside the input's own methods.
 func (f *Input) InternalError(msg string) { f.health.Event(f.now(), health.InternalError, msg) }

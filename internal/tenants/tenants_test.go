@@ -67,7 +67,7 @@ func (r *rig) start(extra ...string) {
 		r.t.Fatal(err)
 	}
 	log := logging.New("many", logging.Error)
-	log.SetOutput(testWriter{r.t})
+	log.SetOutput(testWriter{T: r.t})
 	f, err := New(cfg, Options{Sync: true, Instance: input.Options{Name: "many", Now: r.clk.Now, Logger: log}})
 	if err != nil {
 		r.t.Fatal(err)

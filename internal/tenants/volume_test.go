@@ -212,7 +212,7 @@ func runFleet(t *testing.T, v fleetRun) fleetResult {
 	}
 	pt := &pageTime{rng: rand2.New(rand2.NewPCG(v.Seed, 3)), next: http.DefaultTransport}
 	log := logging.New("fleet", logging.Error)
-	log.SetOutput(testWriter{t})
+	log.SetOutput(testWriter{T: t})
 	t0 := time.Now()
 	f, err := New(cfg, Options{Sync: true, Latency: pt.latency, Instance: input.Options{Name: "fleet", Now: clk.Now, Rand: rand.New(rand.NewSource(int64(v.Seed))), Logger: log, Transport: pt}})
 	if err != nil {
@@ -423,33 +423,7 @@ func scanBatch(b []byte, fn func(id, tenant, code string)) error {
 	return nil
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func fleetSeeds(t *testing.T, n int) []uint64 {
-	if s := os.Getenv("MSGRAPH_VOLUME_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil || seed < 1 {
-			t.Fatalf("MSGRAPH_VOLUME_SEED=%q: a seed from 1 on", s)
-		}
-		return []uint64{seed}
-	}
-	if s := os.Getenv("MSGRAPH_VOLUME_SEEDS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil || n < 1 {
-			t.Fatalf("MSGRAPH_VOLUME_SEEDS=%q: a whole number of seeds", s)
-		}
-	}
-	seeds := make([]uint64, n)
-	for i := range seeds {
-		seeds[i] = uint64(i + 1)
-	}
-	return seeds
-}
+type testWriter = graphsim.LogWriter
 
 // TestVolumeTenants: 500 tenants of one application for 3 days: one of
 // 1 M sign-ins a day, nine of 20 000 to 100 000, the rest idle (a sign-in
@@ -471,7 +445,7 @@ func TestVolumeTenants(t *testing.T) {
 		h, _ := strconv.Atoi(d)
 		v.Duration, v.Join = time.Duration(h)*time.Hour, time.Duration(h)*time.Hour/2
 	}
-	for _, seed := range fleetSeeds(t, 1) {
+	for _, seed := range graphsim.Seeds(t, 1) {
 		v.Seed = seed
 		r := runFleet(t, v)
 		t.Logf("seed %d: %s", seed, r)
